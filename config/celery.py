@@ -1,0 +1,138 @@
+"""The Celery app (``config.celery:app``): broker, reliability options, beat schedule.
+
+Options that matter for a long ETL task, and why:
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after the
+  task finished, so a worker that dies mid-sync gets its task redelivered instead of lost. The
+  sync is idempotent and resumes from its committed checkpoint, so a redelivery is harmless.
+- ``worker_prefetch_multiplier = 1``: a worker holds one unstarted sync at a time; otherwise a
+  busy worker sits on tasks another idle worker could run.
+- Redis ``visibility_timeout`` (broker AND result backend, which kombu and Celery read
+  separately) longer than the hard time limit: Redis redelivers an unacknowledged message after
+  that long, and a task still legitimately running must not be started a second time.
+- a soft time limit below the hard one, so the task gets ``SoftTimeLimitExceeded`` and records
+  its run as failed before the hard limit kills the process.
+- JSON only (no pickle: a broker message must never be able to run code), UTC everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab, schedule
+
+from config.settings import Schedule, Settings, cron_to_crontab, get_settings
+
+BEAT_LOOP_SECONDS = 5  # beat wakes at least this often: renews its leader lease (worker/beat.py)
+
+
+def celery_schedule(entry: Schedule) -> crontab | schedule:
+    if entry.every_seconds is not None:
+        return schedule(timedelta(seconds=entry.every_seconds))
+    assert entry.cron is not None
+    return cron_to_crontab(entry.cron)
+
+
+def next_run(entry: Schedule, after: datetime) -> datetime:
+    """The first time strictly after ``after`` at which ``entry`` fires (Celery's semantics:
+    every field, day of month AND day of week, must match)."""
+    if entry.every_seconds is not None:
+        return after + timedelta(seconds=entry.every_seconds)
+    cron = celery_schedule(entry)
+    assert isinstance(cron, crontab)
+    moment = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    for _ in range(366 * 24 * 60 * 5):  # leap-day schedules fire within five years
+        weekday = (moment.weekday() + 1) % 7  # cron and Celery count from Sunday = 0
+        if (
+            moment.month not in cron.month_of_year
+            or moment.day not in cron.day_of_month
+            or weekday not in cron.day_of_week
+        ):
+            moment = moment.replace(hour=0, minute=0) + timedelta(days=1)
+        elif moment.hour not in cron.hour:
+            moment = moment.replace(minute=0) + timedelta(hours=1)
+        elif moment.minute not in cron.minute:
+            moment += timedelta(minutes=1)
+        else:
+            return moment
+    raise ValueError(f"schedule {entry.text!r} never fires")
+
+
+def period_seconds(entry: Schedule, now: datetime | None = None) -> float:
+    """The gap between two consecutive runs (for cron: the next two)."""
+    if entry.every_seconds is not None:
+        return entry.every_seconds
+    first = next_run(entry, now or datetime.now(UTC))
+    return (next_run(entry, first) - first).total_seconds()
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every entry carries ``expires``: a message that waited longer than one period (broker
+    down, no worker) is dropped instead of running late and piling up behind the next one."""
+    entries: dict[str, dict[str, Any]] = {
+        "sync-all": {
+            "task": "rrsync.sync_all",
+            "schedule": celery_schedule(settings.sync_schedule),
+            "options": {"expires": min(period_seconds(settings.sync_schedule), 3600.0)},
+        },
+        "refresh-tokens": {
+            "task": "rrsync.refresh_tokens",
+            "schedule": timedelta(seconds=settings.refresh_interval_seconds),
+            "options": {"expires": float(settings.refresh_interval_seconds)},
+        },
+    }
+    if settings.celery_broker_url.startswith("sqla+"):
+        entries["purge-broker"] = {
+            "task": "rrsync.purge_broker",
+            "schedule": crontab(minute="17", hour="*"),
+            "options": {"expires": 3600.0},
+        }
+    return entries
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    """kombu and Celery's database backend do not create the directory of a SQLite file."""
+    marker = "sqlite:///"
+    if marker in url and ":memory:" not in url:
+        path = url.split(marker, 1)[1].split("?", 1)[0]
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_app(settings: Settings) -> Celery:
+    for url in (settings.celery_broker_url, settings.result_backend):
+        _ensure_sqlite_dir(url)
+    app = Celery("rrsync", broker=settings.celery_broker_url, backend=settings.result_backend)
+    transport_options = {"visibility_timeout": settings.visibility_timeout}
+    app.conf.update(
+        include=["worker.tasks"],
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.sync_soft_time_limit,
+        task_time_limit=settings.sync_time_limit,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_track_started=True,
+        result_expires=timedelta(days=7),
+        result_extended=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,  # Flower and `celery events` see progress
+        task_send_sent_event=True,
+        beat_schedule=beat_schedule(settings),
+        beat_scheduler="worker.beat:LeaderScheduler",
+        beat_max_loop_interval=BEAT_LOOP_SECONDS,
+    )
+    return app
+
+
+app = make_app(get_settings())

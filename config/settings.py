@@ -1,0 +1,372 @@
+"""The one place rrsync reads its environment.
+
+``load_settings()`` builds an immutable :class:`Settings` from the process environment and a
+``.env`` file (python-dotenv; the real environment wins) and validates every value at load, so a
+typo fails at start-up with one line naming the variable and the expected form, never hours later
+in the middle of a nightly sync. No other module reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+from celery.schedules import crontab
+from dotenv import dotenv_values
+
+from worker import resources
+from worker.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When the scheduled sync runs: a 5-field cron line (UTC) or ``@every <n>s|m|h``.
+
+    ``@every`` is an extension for tests and for operators who want "every 15 minutes" without
+    cron arithmetic; cron is the contract's form.
+    """
+
+    text: str
+    cron: tuple[str, str, str, str, str] | None = None
+    every_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting rrsync has. Names match the environment variables in README.md."""
+
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    redirect_uri: str = "http://127.0.0.1:8765/callback"
+    auth_url: str = "https://a.roserocket.com"
+    api_url: str = "https://platform.roserocket.com"
+    audience: str = "https://roserocket.com"
+    scope: str = "offline_access email profile"
+    org_id: str | None = None
+    database_url: str = "sqlite:///var/rrsync.db"
+    celery_broker_url: str = "sqla+sqlite:///var/broker.db"
+    celery_result_backend: str | None = None  # None: derived, see result_backend
+    token_encryption_key: Secret | None = None
+    token_key_file: Path = Path("var/rrsync.key")
+    sync_schedule: Schedule = field(default_factory=lambda: _parse_schedule("0 2 * * *"))
+    sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
+    sync_lookback_seconds: int = 300
+    sync_clock_skew_seconds: int = 60
+    sync_concurrency: int = 4
+    sync_page_size: int = 200
+    sync_soft_time_limit: int = 3 * 3600
+    sync_time_limit: int = 3 * 3600 + 900
+    sync_max_retries: int = 3
+    lock_ttl_seconds: int = 300
+    refresh_margin_seconds: int = 300
+    refresh_interval_seconds: int = 60
+    http_timeout_seconds: float = 30.0
+    http_max_attempts: int = 5
+    retry_after_cap_seconds: int = 120
+    log_level: str = "INFO"
+    log_format: str = "text"
+
+    @property
+    def credential_name(self) -> str:
+        """The credential row this process uses: the org id, or ``default`` without one."""
+        return self.org_id or "default"
+
+    @property
+    def result_backend(self) -> str:
+        """Task results: Redis with a Redis broker; else the warehouse database, except that
+        SQLite gets a file of its own beside it so result writes never wait on sync writes."""
+        if self.celery_result_backend:
+            return self.celery_result_backend
+        if self.celery_broker_url.startswith(("redis://", "rediss://")):
+            return self.celery_broker_url
+        if self.database_url.startswith("sqlite:///"):
+            path = Path(self.database_url.removeprefix("sqlite:///").split("?", 1)[0])
+            return f"db+sqlite:///{path.with_name('celery-results.db')}"
+        return "db+" + self.database_url
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Redis redelivers an unacked task after this long: it must outlast the hard limit."""
+        return self.sync_time_limit + 600
+
+    def require_client(self) -> tuple[str, Secret]:
+        """The OAuth client, or a one-line error for the commands that cannot work without it."""
+        if not self.client_id or self.client_secret is None:
+            missing = [
+                name
+                for name, value in (
+                    ("ROSEROCKET_CLIENT_ID", self.client_id),
+                    ("ROSEROCKET_CLIENT_SECRET", self.client_secret),
+                )
+                if not value
+            ]
+            raise ConfigError(
+                f"{' and '.join(missing)} not set: put the OAuth client Rose Rocket gave you "
+                "in the environment or in .env"
+            )
+        return self.client_id, self.client_secret
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing. Each parser returns the value or raises ValueError whose text is the expected form;
+# _read() turns that into the one-line "VARIABLE: expected ..., got ..." message.
+
+_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an http(s) URL such as https://example.com")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError("an http(s) URL with a numeric port") from None
+    return value.rstrip("/") if parts.path in ("", "/") else value
+
+
+def _database_url(value: str) -> str:
+    if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+        raise ValueError("a SQLAlchemy URL: sqlite:///path/file.db or postgresql://user@host/db")
+    # psycopg 3 is the driver we ship; plain "postgresql://" would make SQLAlchemy (and Celery's
+    # result backend) look for psycopg2. "postgres://" is the Heroku-style alias.
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    return value
+
+
+def _broker_url(value: str) -> str:
+    if not re.match(r"^(sqla\+\w+|redis|rediss|amqp|amqps|pyamqp|memory)://", value):
+        raise ValueError("redis://host:6379/0, amqp://user:pass@host//, or sqla+sqlite:///path")
+    return value
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("a whole number") from None
+    if number <= 0:
+        raise ValueError("a whole number greater than 0")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("a whole number") from None
+    if number < 0:
+        raise ValueError("a whole number, 0 or more")
+    return number
+
+
+def _page_size(value: str) -> int:
+    number = _positive_int(value)
+    if number > 200:
+        raise ValueError("a whole number from 1 to 200 (the API's maximum page)")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a number of seconds") from None
+    if not number > 0:
+        raise ValueError("a number of seconds greater than 0")
+    return number
+
+
+def _fernet_key(value: str) -> Secret:
+    try:
+        raw = base64.urlsafe_b64decode(value.split(",")[0].strip().encode())
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(
+            "a Fernet key (44 url-safe base64 characters; make one with `rrsync token new-key`), "
+            "optionally followed by older keys separated by commas"
+        )
+    return Secret(value)
+
+
+_EVERY = re.compile(r"^@every\s+(\d+(?:\.\d+)?)\s*([smh])$")
+_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _parse_schedule(value: str) -> Schedule:
+    text = value.strip()
+    every = _EVERY.match(text)
+    if every:
+        seconds = float(every.group(1)) * _UNITS[every.group(2)]
+        if seconds <= 0:
+            raise ValueError("a positive interval")
+        return Schedule(text=text, every_seconds=seconds)
+    fields = text.split()
+    expected = (
+        "a 5-field cron line like '0 2 * * *' (minute hour day month weekday) or '@every 15m'"
+    )
+    if len(fields) != 5:
+        raise ValueError(expected)
+    try:
+        cron_to_crontab((fields[0], fields[1], fields[2], fields[3], fields[4]))
+    except (ValueError, IndexError, KeyError):
+        raise ValueError(expected) from None
+    return Schedule(text=text, cron=(fields[0], fields[1], fields[2], fields[3], fields[4]))
+
+
+def cron_to_crontab(fields: tuple[str, str, str, str, str]) -> crontab:
+    """Cron's field order (minute hour day month weekday) is not crontab()'s positional one."""
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
+
+
+def _resource_list(value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in resources.REGISTRY]
+    if unknown or not names:
+        raise ValueError(f"a comma-separated list of {', '.join(resources.REGISTRY)}")
+    return names
+
+
+def _redirect_uri(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError("an http(s) URL without a fragment, e.g. http://127.0.0.1:8765/callback")
+    return value
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in _LEVELS:
+        raise ValueError(" or ".join(_LEVELS))
+    return value.upper()
+
+
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError("text or json")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a non-empty value")
+    return value.strip()
+
+
+def _secret(value: str) -> Secret:
+    return Secret(_text(value))
+
+
+# variable -> (Settings field, parser). Order is the README's order.
+_VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
+    "ROSEROCKET_CLIENT_ID": ("client_id", _text),
+    "ROSEROCKET_CLIENT_SECRET": ("client_secret", _secret),
+    "ROSEROCKET_REDIRECT_URI": ("redirect_uri", _redirect_uri),
+    "ROSEROCKET_AUTH_URL": ("auth_url", _http_url),
+    "ROSEROCKET_API_URL": ("api_url", _http_url),
+    "ROSEROCKET_AUDIENCE": ("audience", _text),
+    "ROSEROCKET_SCOPE": ("scope", _text),
+    "ROSEROCKET_ORG_ID": ("org_id", _text),
+    "DATABASE_URL": ("database_url", _database_url),
+    "CELERY_BROKER_URL": ("celery_broker_url", _broker_url),
+    "CELERY_RESULT_BACKEND": ("celery_result_backend", _text),
+    "TOKEN_ENCRYPTION_KEY": ("token_encryption_key", _fernet_key),
+    "TOKEN_KEY_FILE": ("token_key_file", lambda v: Path(_text(v))),
+    "SYNC_SCHEDULE": ("sync_schedule", _parse_schedule),
+    "SYNC_RESOURCES": ("sync_resources", _resource_list),
+    "SYNC_LOOKBACK_SECONDS": ("sync_lookback_seconds", _non_negative_int),
+    "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
+    "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),
+    "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
+    "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
+    "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
+    "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),
+    "LOCK_TTL_SECONDS": ("lock_ttl_seconds", _positive_int),
+    "REFRESH_MARGIN_SECONDS": ("refresh_margin_seconds", _non_negative_int),
+    "REFRESH_INTERVAL_SECONDS": ("refresh_interval_seconds", _positive_int),
+    "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_float),
+    "HTTP_MAX_ATTEMPTS": ("http_max_attempts", _positive_int),
+    "RETRY_AFTER_CAP_SECONDS": ("retry_after_cap_seconds", _positive_int),
+    "LOG_LEVEL": ("log_level", _log_level),
+    "LOG_FORMAT": ("log_format", _log_format),
+}
+
+ENVIRONMENT_VARIABLES: Final = tuple(_VARIABLES)
+
+
+def _read(name: str, raw: str, parse: Callable[[str], T]) -> T:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        shown = "(hidden)" if "SECRET" in name or "KEY" in name else repr(raw)
+        raise ConfigError(f"{name}: expected {exc}, got {shown}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")
+) -> Settings:
+    """Settings from ``environ`` (default: the process environment) over ``dotenv_path``."""
+    values: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    kwargs: dict[str, object] = {}
+    for name, (attribute, parse) in _VARIABLES.items():
+        raw = values.get(name)
+        if raw is not None and raw != "":
+            kwargs[attribute] = _read(name, raw, parse)
+    settings = Settings(**kwargs)  # type: ignore[arg-type]
+    if settings.sync_soft_time_limit >= settings.sync_time_limit:
+        raise ConfigError(
+            "SYNC_SOFT_TIME_LIMIT: expected fewer seconds than SYNC_TIME_LIMIT "
+            f"({settings.sync_time_limit}), got {settings.sync_soft_time_limit}"
+        )
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, loaded once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()

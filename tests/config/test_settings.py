@@ -1,0 +1,130 @@
+"""config/settings.py: contract names and defaults, .env precedence, one-line validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import Secret, load_settings
+from worker.errors import ConfigError
+from worker.resources import REGISTRY
+
+
+def test_defaults_are_the_contracts() -> None:
+    s = load_settings(environ={}, dotenv_path=None)
+    assert s.redirect_uri == "http://127.0.0.1:8765/callback"
+    assert s.auth_url == "https://a.roserocket.com"
+    assert s.api_url == "https://platform.roserocket.com"
+    assert s.audience == "https://roserocket.com"
+    assert s.scope == "offline_access email profile"
+    assert s.database_url == "sqlite:///var/rrsync.db"
+    assert s.celery_broker_url == "sqla+sqlite:///var/broker.db"
+    assert s.sync_schedule.cron == ("0", "2", "*", "*", "*")
+    assert s.sync_resources == tuple(REGISTRY)
+    assert s.refresh_margin_seconds == 300
+    assert (s.log_level, s.log_format) == ("INFO", "text")
+    assert s.client_id is None and s.client_secret is None and s.org_id is None
+    assert s.credential_name == "default"
+
+
+def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ROSEROCKET_CLIENT_ID=from-file\nROSEROCKET_ORG_ID=org-file\n")
+    s = load_settings(environ={"ROSEROCKET_CLIENT_ID": "from-env"}, dotenv_path=dotenv)
+    assert s.client_id == "from-env"
+    assert s.org_id == "org-file"
+    assert s.credential_name == "org-file"
+
+
+def test_secrets_never_show_in_repr() -> None:
+    s = load_settings(
+        environ={"ROSEROCKET_CLIENT_ID": "cid", "ROSEROCKET_CLIENT_SECRET": "s3cr3t-value"},
+        dotenv_path=None,
+    )
+    assert "s3cr3t-value" not in repr(s)
+    assert "s3cr3t-value" not in str(s.client_secret)
+    assert isinstance(s.client_secret, Secret) and s.client_secret.reveal() == "s3cr3t-value"
+
+
+def test_missing_client_is_an_error_only_when_needed() -> None:
+    s = load_settings(environ={"ROSEROCKET_CLIENT_ID": "cid"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match=r"^ROSEROCKET_CLIENT_SECRET not set"):
+        s.require_client()
+
+
+def test_postgres_urls_use_psycopg3() -> None:
+    for given in ("postgres://u@h/db", "postgresql://u@h/db"):
+        s = load_settings(environ={"DATABASE_URL": given}, dotenv_path=None)
+        assert s.database_url == "postgresql+psycopg://u@h/db"
+        assert s.result_backend == "db+postgresql+psycopg://u@h/db"
+
+
+def test_result_backend_follows_the_broker() -> None:
+    redis = load_settings(environ={"CELERY_BROKER_URL": "redis://r:6379/0"}, dotenv_path=None)
+    assert redis.result_backend == "redis://r:6379/0"
+    embedded = load_settings(environ={}, dotenv_path=None)
+    assert embedded.result_backend == "db+sqlite:///var/celery-results.db"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("ROSEROCKET_AUTH_URL", "a.roserocket.com", "http(s) URL"),
+        ("ROSEROCKET_API_URL", "ftp://platform.roserocket.com", "http(s) URL"),
+        ("ROSEROCKET_API_URL", "https://host:port", "numeric port"),
+        ("ROSEROCKET_REDIRECT_URI", "localhost:8765/callback", "http(s) URL"),
+        ("ROSEROCKET_REDIRECT_URI", "http://127.0.0.1:8765/cb#frag", "without a fragment"),
+        ("DATABASE_URL", "mysql://root@localhost/db", "SQLAlchemy URL"),
+        ("CELERY_BROKER_URL", "kafka://broker:9092", "redis://"),
+        ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key", "Fernet key"),
+        ("SYNC_SCHEDULE", "0 2 * *", "5-field cron"),
+        ("SYNC_SCHEDULE", "61 2 * * *", "5-field cron"),
+        ("SYNC_SCHEDULE", "@every soon", "5-field cron"),
+        ("SYNC_RESOURCES", "orders,trucks", "comma-separated list"),
+        ("SYNC_LOOKBACK_SECONDS", "five", "whole number"),
+        ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
+        ("SYNC_CONCURRENCY", "0", "greater than 0"),
+        ("SYNC_PAGE_SIZE", "500", "1 to 200"),
+        ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
+        ("SYNC_TIME_LIMIT", "x", "whole number"),
+        ("SYNC_MAX_RETRIES", "many", "whole number"),
+        ("LOCK_TTL_SECONDS", "0", "greater than 0"),
+        ("REFRESH_MARGIN_SECONDS", "5m", "whole number"),
+        ("REFRESH_INTERVAL_SECONDS", "0", "greater than 0"),
+        ("HTTP_TIMEOUT_SECONDS", "soon", "number of seconds"),
+        ("HTTP_MAX_ATTEMPTS", "0", "greater than 0"),
+        ("RETRY_AFTER_CAP_SECONDS", "-5", "greater than 0"),
+        ("LOG_LEVEL", "LOUD", "DEBUG or INFO"),
+        ("LOG_FORMAT", "xml", "text or json"),
+        ("ROSEROCKET_CLIENT_ID", "   ", "non-empty"),
+    ],
+)
+def test_bad_value_is_one_line_naming_the_variable(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={variable: value}, dotenv_path=None)
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: expected ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_a_bad_secret_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"TOKEN_ENCRYPTION_KEY": "leaky-key-material"}, dotenv_path=None)
+    assert "leaky-key-material" not in str(caught.value)
+
+
+def test_soft_limit_must_be_below_hard_limit() -> None:
+    with pytest.raises(ConfigError, match=r"^SYNC_SOFT_TIME_LIMIT: expected fewer seconds"):
+        load_settings(
+            environ={"SYNC_SOFT_TIME_LIMIT": "100", "SYNC_TIME_LIMIT": "100"}, dotenv_path=None
+        )
+
+
+def test_every_schedule_extension() -> None:
+    s = load_settings(environ={"SYNC_SCHEDULE": "@every 90s"}, dotenv_path=None)
+    assert s.sync_schedule.every_seconds == 90.0
+    assert s.sync_schedule.cron is None

@@ -1,0 +1,131 @@
+"""Shared fixtures: real services (PostgreSQL, Redis, RabbitMQ), databases on both dialects,
+and settings pointed at them.
+
+A test that needs a service which is down fails under CI (``CI=true``: `.ci/run` starts them,
+so "down" is a real failure) and is skipped with the reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from config.settings import Settings, get_settings, load_settings
+
+PG_ADMIN_URL = os.environ.get("RRSYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="run the soak/fault tests over every seed")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``soak_seed``: a short slice of seeds for `make test`, many more under --soak."""
+    if "soak_seed" in metafunc.fixturenames:
+        count = 25 if metafunc.config.getoption("--soak") else 2
+        metafunc.parametrize("soak_seed", range(1, count + 1))
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as exc:
+        message = f"{name} is not reachable at {host}:{port} ({exc})"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; .ci/run should have started it")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'warehouse.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the `test` database, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database index of its own, flushed afterwards."""
+    require_service("Redis", REDIS_HOST, REDIS_PORT)
+    import redis
+
+    index = 1 + uuid.uuid4().int % 15
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    require_service("RabbitMQ", AMQP_HOST, AMQP_PORT)
+    return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}//"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """``make_settings(**env)``: Settings from exactly these variables (no .env, no os.environ),
+    with the key file and SQLite files under the test's tmp_path."""
+
+    def build(**env: str) -> Settings:
+        base = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+            "CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+            "TOKEN_KEY_FILE": str(tmp_path / "rrsync.key"),
+        }
+        base.update(env)
+        return load_settings(environ=base, dotenv_path=None)
+
+    return build
+
+
+@pytest.fixture
+def use_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[..., Settings]]:
+    """``use_environment(**env)``: make these the process's settings (what get_settings() and
+    child processes see), starting from a clean slate of rrsync variables."""
+    from config.settings import ENVIRONMENT_VARIABLES
+
+    for name in ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def apply(**env: str) -> Settings:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield apply
+    get_settings.cache_clear()

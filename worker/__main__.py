@@ -1,0 +1,5 @@
+"""``python -m worker`` is ``rrsync``."""
+
+from worker.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""The beat scheduler that refuses to double the schedule.
+
+Two ``rrsync beat`` processes (one started by mistake, or a standby) would each send every
+schedule entry. This scheduler sends only while it holds the ``beat`` lease; the other waits,
+renewing its claim every loop, and takes over within ``LEASE_SECONDS`` if the leader dies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.beat import PersistentScheduler
+
+from config.celery import BEAT_LOOP_SECONDS
+from config.settings import get_settings
+from worker.leases import Lease
+from worker.warehouse import connect
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "beat"
+LEASE_SECONDS = 6 * BEAT_LOOP_SECONDS
+
+
+class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lease = Lease(connect(get_settings().database_url), LEASE_NAME, LEASE_SECONDS)
+        self._leading = False
+        super().__init__(*args, **kwargs)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        leading = self._lease.acquire()
+        if leading != self._leading:
+            self._leading = leading
+            if leading:
+                log.info("beat: this scheduler is now the leader and sends the schedule")
+            else:
+                log.warning("beat: another scheduler holds the lease; standing by")
+        if not leading:
+            return float(BEAT_LOOP_SECONDS)
+        return min(float(super().tick(*args, **kwargs)), float(BEAT_LOOP_SECONDS))
+
+    def close(self) -> None:
+        super().close()
+        if self._leading:
+            self._lease.release()

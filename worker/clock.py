@@ -1,0 +1,20 @@
+"""Time, in one place: every timestamp rrsync writes is timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 timestamp from the API as aware UTC; a naive one is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The API's own form: milliseconds and a ``Z`` (what ``updated_start_at`` expects)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,0 +1,71 @@
+"""Every error rrsync raises on purpose.
+
+One rule for the whole code base: ``str(error)`` is a single line that tells the operator what
+to fix, and never contains a token, code or secret. The CLI prints exactly that line.
+
+The transient/permanent split is what retries key on: tenacity (HTTP calls) and Celery
+(``autoretry_for``) retry :class:`TransientError` and nothing else, so a revoked grant or a bad
+setting fails once, loudly, instead of turning into a retry storm.
+"""
+
+from __future__ import annotations
+
+
+class RRSyncError(Exception):
+    """Base class. The message is one line naming what to fix."""
+
+
+class TransientError(RRSyncError):
+    """Retrying later may succeed: network trouble, 5xx, 429, a lease held by another run."""
+
+
+class PermanentError(RRSyncError):
+    """Retrying cannot help until a person changes something."""
+
+
+class ConfigError(PermanentError):
+    """A setting or an argument is missing or malformed."""
+
+
+class ReauthRequired(PermanentError):
+    """The stored grant is gone (revoked, expired, client secret rotated): bootstrap again."""
+
+
+class OAuthError(PermanentError):
+    """The authorization server refused a request; ``error`` is the RFC 6749 error code."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class ApiError(PermanentError):
+    """The data API answered with a 4xx that retrying cannot fix (never 401 or 429)."""
+
+
+class ServerError(TransientError):
+    """A 5xx, a dropped connection or a timeout."""
+
+
+class RateLimited(TransientError):
+    """HTTP 429; ``retry_after`` is the server's Retry-After in seconds, if it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MalformedResponse(TransientError):
+    """A body that is not the JSON we expect. Retried (proxies truncate), then it fails the run."""
+
+
+class Unauthorized(TransientError):
+    """HTTP 401 from the data API: the access token expired or was revoked (seed step 7)."""
+
+
+class LeaseLost(TransientError):
+    """Another process took over a lease this one thought it held; stop writing at once."""
+
+
+class Interrupted(RRSyncError):
+    """SIGTERM or Ctrl-C arrived; the run stopped at a page boundary."""

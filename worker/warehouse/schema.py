@@ -1,0 +1,149 @@
+"""Table definitions: the worker's own tables and one ``rr_<resource>`` table per resource.
+
+The worker's tables are versioned by Alembic (``migrations/``); a test checks that the migrations
+and these definitions agree. Resource tables come from the registry, so ``rrsync db upgrade``
+creates them and adds typed columns as the registry grows (see ``migrate.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from worker.resources import REGISTRY, ColumnType, Resource
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python; ``timestamptz`` on PostgreSQL, fixed-width text on SQLite.
+
+    SQLite has no timestamp type: SQLAlchemy stores ``YYYY-MM-DD HH:MM:SS.ffffff``, always with
+    microseconds, so string order is time order and SQL comparisons (the upsert's "never
+    overwrite a newer version") stay correct. Naive datetimes are refused rather than guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: rrsync stores UTC-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """A UTC datetime in the text form :class:`UTCDateTime` uses on SQLite (for bulk paths)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+metadata = sa.MetaData()
+
+credentials = sa.Table(
+    "rrsync_credentials",
+    metadata,
+    sa.Column("org", sa.String(200), primary_key=True, comment="ROSEROCKET_ORG_ID or 'default'"),
+    sa.Column("access_token", sa.Text, nullable=False, comment="Fernet-encrypted"),
+    sa.Column("refresh_token", sa.Text, nullable=False, comment="Fernet-encrypted"),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("obtained_at", UTCDateTime, nullable=False),
+    sa.Column("refreshed_at", UTCDateTime),
+    sa.Column("state", sa.String(32), nullable=False, comment="ok | reauth_required"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+state = sa.Table(
+    "rrsync_state",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("cursor", UTCDateTime, comment="greatest updated_at committed, capped"),
+    sa.Column("last_full_sync_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+runs = sa.Table(
+    "rrsync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("resource", sa.String(100), nullable=False),
+    sa.Column("org", sa.String(200), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False, comment="incremental | full"),
+    sa.Column(
+        "status",
+        sa.String(16),
+        nullable=False,
+        comment="running | succeeded | failed | skipped | interrupted | abandoned",
+    ),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("records", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unauthorized", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rate_limited", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("token_refreshes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cursor_before", UTCDateTime),
+    sa.Column("cursor_after", UTCDateTime),
+    sa.Column("error", sa.Text),
+    sa.Column("trigger", sa.String(16), nullable=False, comment="cli | celery"),
+    sa.Column("task_id", sa.String(64)),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+)
+sa.Index("ix_rrsync_runs_resource_started", runs.c.resource, runs.c.org, runs.c.started_at)
+
+leases = sa.Table(
+    "rrsync_leases",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+OWN_TABLES = (credentials, state, runs, leases)
+
+_SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
+    "text": sa.Text(),
+    "integer": sa.BigInteger(),
+    "numeric": sa.Numeric(18, 4).with_variant(sa.Float(), "sqlite"),
+    "boolean": sa.Boolean(),
+    "timestamp": UTCDateTime(),
+}
+
+RESERVED_COLUMNS = frozenset({"id", "data", "updated_at", "synced_at", "deleted_at"})
+
+
+def _resource_table(resource: Resource) -> sa.Table:
+    return sa.Table(
+        resource.table,
+        metadata,
+        sa.Column("id", sa.Text, primary_key=True, comment="the API's id"),
+        *(
+            sa.Column(c.name, _SQL_TYPES[c.type], comment=f"data.{c.path}")
+            for c in resource.columns
+        ),
+        sa.Column("data", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
+        sa.Column("synced_at", UTCDateTime, nullable=False, comment="last time a sync saw it"),
+        sa.Column("deleted_at", UTCDateTime, comment="set when a full sync found it gone"),
+    )
+
+
+resource_tables: dict[str, sa.Table] = {name: _resource_table(r) for name, r in REGISTRY.items()}
