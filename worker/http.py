@@ -1,0 +1,125 @@
+"""HTTP plumbing shared by the OAuth calls and the data API: the session, error mapping, retries.
+
+One ``requests.Session`` per process (keep-alive and connection pooling; a session must not
+cross a fork, hence the pid check). Every failure becomes one of the errors in ``errors.py`` so
+tenacity retries exactly the :class:`~worker.errors.TransientError` ones, honouring
+``Retry-After`` (RFC 9110 section 10.2.3) up to a cap, and backing off exponentially with jitter
+otherwise so that a fleet of workers does not retry in lockstep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from worker import __version__
+from worker.errors import RateLimited, ServerError, TransientError, Unauthorized
+
+USER_AGENT = f"rrsync/{__version__}"
+POOL_SIZE = 16
+
+_sessions: dict[int, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def session() -> requests.Session:
+    """This process's session (created on first use)."""
+    pid = os.getpid()
+    with _sessions_lock:
+        current = _sessions.get(pid)
+        if current is None:
+            current = requests.Session()
+            current.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+            current.mount("http://", adapter)
+            current.mount("https://", adapter)
+            _sessions[pid] = current
+        return current
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def raise_for_transient(response: requests.Response, what: str) -> None:
+    """429 and 5xx become retryable errors naming ``what`` (never a token)."""
+    status = response.status_code
+    if status == 429:
+        raise RateLimited(f"{what}: rate limited (HTTP 429)", retry_after(response))
+    if status >= 500:
+        raise ServerError(f"{what}: server error (HTTP {status})")
+
+
+def send(
+    method: str, url: str, what: str, timeout: tuple[float, float], **kwargs: object
+) -> requests.Response:
+    """One request; connection-level failures become :class:`ServerError`."""
+    try:
+        return session().request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+    except requests.Timeout:
+        raise ServerError(f"{what}: timed out after {timeout[1]:g} s") from None
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        raise ServerError(f"{what}: connection failed ({exc.__class__.__name__})") from None
+
+
+def timeouts(read_seconds: float) -> tuple[float, float]:
+    """(connect, read): connecting should be quick even when an answer may take long."""
+    return (min(10.0, read_seconds), read_seconds)
+
+
+def _retryable(exc: BaseException) -> bool:
+    # 401 is not retried blindly: the caller refreshes the token first (seed step 7).
+    return isinstance(exc, TransientError) and not isinstance(exc, Unauthorized)
+
+
+def retrying(
+    max_attempts: int,
+    retry_after_cap: float,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> Retrying:
+    """A tenacity policy: transient errors only, Retry-After honoured (capped), else backoff."""
+    backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=1.0)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return min(exc.retry_after, retry_after_cap)
+        return float(backoff(state))
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and exc is not None:
+            on_retry(exc, state.upcoming_sleep)
+
+    return Retrying(
+        retry=retry_if_exception(_retryable),
+        stop=stop_after_attempt(max_attempts),
+        wait=wait,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
