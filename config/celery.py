@@ -27,6 +27,7 @@ from celery.schedules import crontab, schedule
 from config.settings import Schedule, Settings, cron_to_crontab, get_settings
 
 BEAT_LOOP_SECONDS = 5  # beat wakes at least this often: renews its leader lease (worker/beat.py)
+VAR = Path("var")  # relative to the working directory, like the default DATABASE_URL
 
 
 def celery_schedule(entry: Schedule) -> crontab | schedule:
@@ -106,7 +107,17 @@ def make_app(settings: Settings) -> Celery:
     for url in (settings.celery_broker_url, settings.result_backend):
         _ensure_sqlite_dir(url)
     app = Celery("rrsync", broker=settings.celery_broker_url, backend=settings.result_backend)
-    transport_options = {"visibility_timeout": settings.visibility_timeout}
+    transport_options: dict[str, Any]
+    if settings.celery_broker_url.startswith("sqla+"):
+        # kombu hands these to SQLAlchemy's create_engine: a busy timeout, nothing else.
+        transport_options = {"connect_args": {"timeout": 60}}
+    else:
+        transport_options = {
+            "visibility_timeout": settings.visibility_timeout,
+            # kombu scans for messages to redeliver on every 10th 10-second tick by default;
+            # scan on every tick, so a dead worker's task comes back within ~10 s of expiring.
+            "unacked_restore_throttle": 1,
+        }
     app.conf.update(
         include=["worker.tasks"],
         task_serializer="json",
@@ -120,7 +131,7 @@ def make_app(settings: Settings) -> Celery:
         task_soft_time_limit=settings.sync_soft_time_limit,
         task_time_limit=settings.sync_time_limit,
         broker_transport_options=transport_options,
-        result_backend_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         broker_connection_retry_on_startup=True,
         task_track_started=True,
         result_expires=timedelta(days=7),
@@ -130,6 +141,7 @@ def make_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
         beat_schedule=beat_schedule(settings),
         beat_scheduler="worker.beat:LeaderScheduler",
+        beat_schedule_filename=str(VAR / "celerybeat-schedule"),
         beat_max_loop_interval=BEAT_LOOP_SECONDS,
     )
     return app

@@ -90,11 +90,13 @@ class Settings:
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
+    broker_visibility_timeout: int | None = None  # None: the hard time limit + 10 minutes
     lock_ttl_seconds: int = 300
     refresh_margin_seconds: int = 300
     refresh_interval_seconds: int = 60
     http_timeout_seconds: float = 30.0
     http_max_attempts: int = 5
+    http_backoff_seconds: float = 0.5  # first retry's delay; doubles per attempt, capped at 30 s
     retry_after_cap_seconds: int = 120
     log_level: str = "INFO"
     log_format: str = "text"
@@ -120,7 +122,7 @@ class Settings:
     @property
     def visibility_timeout(self) -> int:
         """Redis redelivers an unacked task after this long: it must outlast the hard limit."""
-        return self.sync_time_limit + 600
+        return self.broker_visibility_timeout or self.sync_time_limit + 600
 
     def require_client(self) -> tuple[str, Secret]:
         """The OAuth client, or a one-line error for the commands that cannot work without it."""
@@ -323,11 +325,13 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),
+    "BROKER_VISIBILITY_TIMEOUT": ("broker_visibility_timeout", _positive_int),
     "LOCK_TTL_SECONDS": ("lock_ttl_seconds", _positive_int),
     "REFRESH_MARGIN_SECONDS": ("refresh_margin_seconds", _non_negative_int),
     "REFRESH_INTERVAL_SECONDS": ("refresh_interval_seconds", _positive_int),
     "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _positive_float),
     "HTTP_MAX_ATTEMPTS": ("http_max_attempts", _positive_int),
+    "HTTP_BACKOFF_SECONDS": ("http_backoff_seconds", _positive_float),
     "RETRY_AFTER_CAP_SECONDS": ("retry_after_cap_seconds", _positive_int),
     "LOG_LEVEL": ("log_level", _log_level),
     "LOG_FORMAT": ("log_format", _log_format),
@@ -362,6 +366,12 @@ def load_settings(
         raise ConfigError(
             "SYNC_SOFT_TIME_LIMIT: expected fewer seconds than SYNC_TIME_LIMIT "
             f"({settings.sync_time_limit}), got {settings.sync_soft_time_limit}"
+        )
+    if settings.visibility_timeout <= settings.sync_time_limit:
+        raise ConfigError(
+            "BROKER_VISIBILITY_TIMEOUT: expected more seconds than SYNC_TIME_LIMIT "
+            f"({settings.sync_time_limit}), got {settings.visibility_timeout}; a running task "
+            "would be delivered a second time"
         )
     return settings
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from config.celery import BEAT_LOOP_SECONDS
+from config.celery import BEAT_LOOP_SECONDS, VAR
 from config.settings import get_settings
 from worker.leases import Lease
 from worker.warehouse import connect
@@ -21,15 +21,18 @@ log = logging.getLogger(__name__)
 
 LEASE_NAME = "beat"
 LEASE_SECONDS = 6 * BEAT_LOOP_SECONDS
+ALIVE_FILE = VAR / "beat-alive"  # touched every loop; docker-compose.yml's health check reads it
 
 
 class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lease = Lease(connect(get_settings().database_url), LEASE_NAME, LEASE_SECONDS)
-        self._leading = False
+        self._leading: bool | None = None  # unknown until the first tick
+        VAR.mkdir(parents=True, exist_ok=True)  # the schedule file and ALIVE_FILE live there
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        ALIVE_FILE.touch()
         leading = self._lease.acquire()
         if leading != self._leading:
             self._leading = leading

@@ -43,6 +43,10 @@ class ApiError(PermanentError):
     """The data API answered with a 4xx that retrying cannot fix (never 401 or 429)."""
 
 
+class NotFound(ApiError):
+    """HTTP 404: the path or the record does not exist."""
+
+
 class ServerError(TransientError):
     """A 5xx, a dropped connection or a timeout."""
 
@@ -60,7 +64,7 @@ class MalformedResponse(TransientError):
 
 
 class Unauthorized(TransientError):
-    """HTTP 401 from the data API: the access token expired or was revoked (seed step 7)."""
+    """HTTP 401 from the data API even after refreshing the token (seed step 7)."""
 
 
 class LeaseLost(TransientError):

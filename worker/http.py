@@ -20,13 +20,14 @@ from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception,
+    retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
+from config.settings import Settings
 from worker import __version__
-from worker.errors import RateLimited, ServerError, TransientError, Unauthorized
+from worker.errors import RateLimited, ServerError, TransientError
 
 USER_AGENT = f"rrsync/{__version__}"
 POOL_SIZE = 16
@@ -92,23 +93,19 @@ def timeouts(read_seconds: float) -> tuple[float, float]:
     return (min(10.0, read_seconds), read_seconds)
 
 
-def _retryable(exc: BaseException) -> bool:
-    # 401 is not retried blindly: the caller refreshes the token first (seed step 7).
-    return isinstance(exc, TransientError) and not isinstance(exc, Unauthorized)
-
-
 def retrying(
-    max_attempts: int,
-    retry_after_cap: float,
-    on_retry: Callable[[BaseException, float], None] | None = None,
+    settings: Settings, on_retry: Callable[[BaseException, float], None] | None = None
 ) -> Retrying:
-    """A tenacity policy: transient errors only, Retry-After honoured (capped), else backoff."""
-    backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=1.0)
+    """A tenacity policy: transient errors only, at most HTTP_MAX_ATTEMPTS tries, Retry-After
+    honoured up to RETRY_AFTER_CAP_SECONDS, else exponential backoff from HTTP_BACKOFF_SECONDS
+    with as much jitter."""
+    start = settings.http_backoff_seconds
+    backoff = wait_exponential_jitter(multiplier=start, max=30.0, jitter=start)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, retry_after_cap)
+            return min(exc.retry_after, settings.retry_after_cap_seconds)
         return float(backoff(state))
 
     def before_sleep(state: RetryCallState) -> None:
@@ -117,8 +114,8 @@ def retrying(
             on_retry(exc, state.upcoming_sleep)
 
     return Retrying(
-        retry=retry_if_exception(_retryable),
-        stop=stop_after_attempt(max_attempts),
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(settings.http_max_attempts),
         wait=wait,
         before_sleep=before_sleep,
         reraise=True,

@@ -31,7 +31,8 @@ class Resource:
 
     name: str
     endpoint: str
-    records_key: str
+    records_key: str  # the list body's key: {"orders": [...]}
+    item_key: str  # GET <endpoint>/<id> answers {"order": {...}}
     columns: tuple[Column, ...] = ()
     id_field: str = "id"
     cursor_field: str = "updated_at"
@@ -42,8 +43,14 @@ class Resource:
         return f"rr_{self.name}"
 
 
-def _v1(name: str, *columns: Column) -> Resource:
-    return Resource(name=name, endpoint=f"/api/v1/{name}", records_key=name, columns=columns)
+def _v1(name: str, item_key: str, *columns: Column) -> Resource:
+    return Resource(
+        name=name,
+        endpoint=f"/api/v1/{name}",
+        records_key=name,
+        item_key=item_key,
+        columns=columns,
+    )
 
 
 _CREATED = Column("created_at", "created_at", "timestamp")
@@ -53,6 +60,7 @@ REGISTRY: dict[str, Resource] = {
     for r in (
         _v1(
             "customers",
+            "customer",
             Column("full_id", "full_id"),
             Column("name", "name"),
             Column("currency", "currency"),
@@ -61,6 +69,7 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "orders",
+            "order",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("customer_id", "customer.id"),
@@ -72,6 +81,7 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "manifests",
+            "manifest",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("carrier_id", "carrier.id"),
@@ -79,12 +89,14 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "partners",
+            "partner",
             Column("full_id", "full_id"),
             Column("name", "name"),
             _CREATED,
         ),
         _v1(
             "invoices",
+            "invoice",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("customer_id", "customer.id"),
@@ -94,6 +106,7 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "bills",
+            "bill",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("partner_id", "partner.id"),

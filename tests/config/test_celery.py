@@ -34,7 +34,10 @@ def test_time_limits_and_visibility_timeout_relations(conf: Any) -> None:
 
 
 def test_relations_hold_for_custom_limits(make_settings: Any) -> None:
-    conf = make_app(make_settings(SYNC_SOFT_TIME_LIMIT="50", SYNC_TIME_LIMIT="60")).conf
+    settings = make_settings(
+        SYNC_SOFT_TIME_LIMIT="50", SYNC_TIME_LIMIT="60", CELERY_BROKER_URL="redis://r:6379/0"
+    )
+    conf = make_app(settings).conf
     assert conf.task_soft_time_limit == 50 and conf.task_time_limit == 60
     assert conf.broker_transport_options["visibility_timeout"] > 60
 

@@ -94,6 +94,8 @@ def test_result_backend_follows_the_broker() -> None:
         ("REFRESH_INTERVAL_SECONDS", "0", "greater than 0"),
         ("HTTP_TIMEOUT_SECONDS", "soon", "number of seconds"),
         ("HTTP_MAX_ATTEMPTS", "0", "greater than 0"),
+        ("HTTP_BACKOFF_SECONDS", "0", "greater than 0"),
+        ("BROKER_VISIBILITY_TIMEOUT", "1h", "whole number"),
         ("RETRY_AFTER_CAP_SECONDS", "-5", "greater than 0"),
         ("LOG_LEVEL", "LOUD", "DEBUG or INFO"),
         ("LOG_FORMAT", "xml", "text or json"),
@@ -121,6 +123,15 @@ def test_soft_limit_must_be_below_hard_limit() -> None:
     with pytest.raises(ConfigError, match=r"^SYNC_SOFT_TIME_LIMIT: expected fewer seconds"):
         load_settings(
             environ={"SYNC_SOFT_TIME_LIMIT": "100", "SYNC_TIME_LIMIT": "100"}, dotenv_path=None
+        )
+
+
+def test_visibility_timeout_must_outlast_the_hard_limit() -> None:
+    with pytest.raises(ConfigError, match=r"^BROKER_VISIBILITY_TIMEOUT: expected more seconds"):
+        load_settings(
+            environ={"SYNC_TIME_LIMIT": "600", "SYNC_SOFT_TIME_LIMIT": "500",
+                     "BROKER_VISIBILITY_TIMEOUT": "600"},
+            dotenv_path=None,
         )
 
 

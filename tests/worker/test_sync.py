@@ -1,0 +1,299 @@
+"""worker/sync.py against the simulator, on SQLite and PostgreSQL, with concurrency on:
+the warehouse ends equal to the source under live changes, faults, crashes and bad pages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.support import World, assert_matches_source, make_world, warehouse_rows
+from worker.clock import parse_timestamp
+from worker.errors import MalformedResponse
+from worker.resources import REGISTRY
+from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
+from worker.sync import SyncResult, sync_resource
+from worker.warehouse.runs import recent_runs
+from worker.warehouse.schema import state
+
+# Small pages so that a few hundred records make several pages and four concurrent slices.
+SMALL_PAGES = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "4"}
+
+
+def sync(world: World, resource: str, full: bool = False) -> SyncResult:
+    return sync_resource(world.settings, world.engine, world.store, REGISTRY[resource], full=full)
+
+
+@pytest.fixture
+def world(database_url: str, tmp_path: Path) -> Iterator[World]:
+    with make_world(database_url, tmp_path, SimulatorConfig(records=300), **SMALL_PAGES) as w:
+        yield w
+
+
+def test_full_then_incremental_reads_only_what_changed(world: World) -> None:
+    for name in RESOURCES:
+        result = sync(world, name, full=True)
+        assert result.ok, result.run.error
+        assert result.run.records >= 300
+        assert_matches_source(world, name)
+    before = {name: {r["id"] for r in world.dump(name)} for name in RESOURCES}
+    world.sim.mutate(12)
+    for name in RESOURCES:
+        cursor = recent_runs(world.engine, name, limit=1)[0].cursor_after
+        assert cursor is not None
+        lookback = timedelta(seconds=world.settings.sync_lookback_seconds)
+        changed = [
+            r for r in world.dump(name) if parse_timestamp(r["updated_at"]) >= cursor - lookback
+        ]
+        deleted = before[name] - {r["id"] for r in world.dump(name)}
+        result = sync(world, name)
+        assert result.ok, result.run.error
+        assert result.run.deleted == len(deleted)
+        if not deleted:
+            # one page of changes, one count to look for deletions: nothing else
+            assert (result.run.records, result.run.requests) == (len(changed), 2)
+        else:
+            # plus a few counting requests, a listing of the affected range, a fetch by id
+            assert result.run.records >= len(changed)
+            assert result.run.requests <= 2 + 12 * len(deleted)
+        assert_matches_source(world, name)
+
+
+def test_typed_columns_and_raw_data(world: World) -> None:
+    assert sync(world, "orders").ok
+    rows = warehouse_rows(world.engine, "orders")
+    for record in world.dump("orders")[:50]:
+        row = rows[record["id"]]
+        assert row["data"] == record
+        assert row["full_id"] == record["full_id"]
+        assert row["status"] == record["status"]
+        assert row["customer_id"] == record["customer"]["id"]
+        assert float(row["total_amount"]) == pytest.approx(record["billing"]["total_amount"])
+        assert row["created_at"] == parse_timestamp(record["created_at"])
+        assert row["synced_at"] is not None and row["deleted_at"] is None
+
+
+def test_cursor_never_passes_run_start_less_skew(database_url: str, tmp_path: Path) -> None:
+    # Live changes stamp records with the current time: the cursor must stop short of them.
+    config = SimulatorConfig(records=100, mutation_per_request=3)
+    with make_world(database_url, tmp_path, config, SYNC_CLOCK_SKEW_SECONDS="30") as world:
+        result = sync(world, "orders")
+        assert result.ok
+        cursor = result.run.cursor_after
+        assert cursor is not None
+        assert cursor <= result.run.started_at - timedelta(seconds=30)
+
+
+@pytest.mark.soak
+def test_live_mutation_then_one_more_incremental_is_exact(
+    database_url: str, tmp_path: Path, soak_seed: int
+) -> None:
+    config = SimulatorConfig(records=400, seed=soak_seed, mutation_per_request=3)
+    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+        for name in ("orders", "customers"):
+            assert sync(world, name, full=True).ok
+            assert sync(world, name).ok
+        world.sim.set_mutation(per_request=0)
+        for name in ("orders", "customers"):
+            assert sync(world, name).ok
+            assert_matches_source(world, name)
+        assert world.sim.counters()["mutations"]["deleted"] > 0
+
+
+@pytest.mark.soak
+def test_faults_do_not_change_the_result(database_url: str, tmp_path: Path, soak_seed: int) -> None:
+    faults = (
+        FaultRule(kind="status", status=500, rate=0.04),
+        FaultRule(kind="status", status=503, rate=0.02, retry_after=0.2),
+        FaultRule(kind="status", status=429, rate=0.04, retry_after=0.2),
+        FaultRule(kind="unauthorized", rate=0.04),
+        FaultRule(kind="drop", rate=0.03),
+        FaultRule(kind="latency", latency=0.005),
+    )
+    config = SimulatorConfig(records=400, seed=soak_seed)
+    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+        world.sim.set_faults(*faults)
+        for name in ("orders", "invoices"):
+            result = sync(world, name, full=True)
+            assert result.ok, result.run.error
+        world.sim.mutate(20)
+        for name in ("orders", "invoices"):
+            result = sync(world, name)
+            assert result.ok, result.run.error
+        world.sim.set_faults()
+        for name in ("orders", "invoices"):
+            assert_matches_source(world, name)
+        fired = world.sim.counters()["faults_fired"]
+        assert sum(fired.values()) > 0
+        runs = recent_runs(world.engine)
+        assert sum(r.retries for r in runs) > 0
+        assert sum(r.unauthorized for r in runs) > 0
+
+
+def test_a_malformed_page_fails_the_run_and_keeps_what_was_committed(world: World) -> None:
+    world.sim.set_faults(FaultRule(kind="malformed", after=8))
+    result = sync(world, "orders")
+    assert not result.ok
+    assert isinstance(result.error, MalformedResponse)
+    assert result.run.status == "failed"
+    assert "not valid JSON" in (result.run.error or "")
+    rows = warehouse_rows(world.engine, "orders")
+    assert rows, "pages before the malformed one stay committed"
+    with world.engine.connect() as conn:
+        cursor = conn.execute(
+            sa.select(state.c.cursor).where(state.c.resource == "orders")
+        ).scalar()
+    if cursor is not None:
+        stored = {r["updated_at"] for r in rows.values()}
+        # everything up to the cursor is in the warehouse
+        source_below = {
+            r["id"] for r in world.dump("orders") if parse_timestamp(r["updated_at"]) < cursor
+        }
+        assert source_below <= set(rows)
+        assert cursor <= max(stored)
+    world.sim.set_faults()
+    assert sync(world, "orders").ok
+    assert_matches_source(world, "orders")
+
+
+def test_full_refresh_marks_deleted_only_after_a_complete_pass(world: World) -> None:
+    assert sync(world, "customers", full=True).ok
+    before = {r["id"] for r in world.dump("customers")}
+    gone: set[str] = set()
+    for _ in range(50):  # mutations pick resources at random: go on until customers lost some
+        world.sim.mutate(20)
+        gone = before - {r["id"] for r in world.dump("customers")}
+        if len(gone) >= 2:
+            break
+    assert gone, "the mutation deleted some customers"
+    # A pass that fails half-way marks nothing.
+    world.sim.set_faults(FaultRule(kind="status", status=400, after=2))
+    failed = sync(world, "customers", full=True)
+    assert failed.run.status == "failed"
+    rows = warehouse_rows(world.engine, "customers")
+    assert all(rows[i]["deleted_at"] is None for i in gone)
+    world.sim.set_faults()
+    result = sync(world, "customers", full=True)
+    assert result.ok
+    assert result.run.deleted == len(gone)
+    rows = warehouse_rows(world.engine, "customers")
+    assert {i for i, r in rows.items() if r["deleted_at"] is not None} == gone
+    assert_matches_source(world, "customers")
+
+
+def test_an_older_version_never_overwrites_a_newer_one(world: World) -> None:
+    assert sync(world, "partners").ok
+    record = world.dump("partners")[0]
+    from worker.warehouse.load import Loader
+
+    loader = Loader(world.engine, REGISTRY["partners"], "default", recent_runs(world.engine)[0].id)
+    older = dict(record, name="stale name")
+    stale_time = parse_timestamp(record["updated_at"]) - timedelta(days=1)
+    loader.commit([older], [stale_time], None, {}, lambda _conn: None)
+    row = warehouse_rows(world.engine, "partners")[record["id"]]
+    assert row["data"] == record
+    assert row["updated_at"] == parse_timestamp(record["updated_at"])
+
+
+def test_a_second_run_while_one_holds_the_lease_is_skipped(world: World) -> None:
+    from worker.leases import Lease
+    from worker.sync import lease_name
+
+    other = Lease(world.engine, lease_name("orders", "default"), ttl=60)
+    assert other.acquire()
+    result = sync(world, "orders")
+    assert result.ok and result.run.status == "skipped"
+    assert result.run.records == 0
+    other.release()
+    assert sync(world, "orders").run.status == "succeeded"
+
+
+CHILD = """
+import sys
+from config.settings import load_settings
+from worker.credentials.store import CredentialStore
+from worker.resources import REGISTRY
+from worker.sync import sync_resource
+from worker.warehouse import connect
+settings = load_settings(dotenv_path=None)
+engine = connect(settings.database_url)
+progress = lambda name, done, total: print(done, flush=True)
+sync_resource(settings, engine, CredentialStore(settings, engine), REGISTRY[sys.argv[1]],
+              full=True, progress=progress)
+"""
+
+
+def test_kill_9_mid_run_then_rerun_is_exact(database_url: str, tmp_path: Path) -> None:
+    config = SimulatorConfig(records=1500, faults=(FaultRule(kind="latency", latency=0.03),))
+    with make_world(database_url, tmp_path, config, SYNC_PAGE_SIZE="50") as world:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, "orders"],
+            env={**os.environ, **world.env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        committed = 0
+        while committed < 300:  # a few pages in, well before the end
+            line = child.stdout.readline()
+            assert line, "the child ended before it could be killed"
+            committed = int(line)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        partial = warehouse_rows(world.engine, "orders")
+        assert 0 < len(partial) < 1500
+        world.sim.set_faults()
+        result = sync(world, "orders")
+        assert result.ok, result.run.error
+        assert_matches_source(world, "orders")
+        runs = recent_runs(world.engine, "orders")
+        assert [r.status for r in runs[:2]] == ["succeeded", "abandoned"]
+        assert "died" in (runs[1].error or "")
+        with world.engine.connect() as conn:
+            count, distinct = conn.execute(
+                sa.text("SELECT count(*), count(DISTINCT id) FROM rr_orders")
+            ).one()
+        assert count == distinct == 1500
+
+
+def test_interrupt_stops_at_a_page_boundary(world: World) -> None:
+    import threading
+
+    stop = threading.Event()
+    pages: list[int] = []
+
+    def progress(_name: str, done: int, _total: int | None) -> None:
+        pages.append(done)
+        if len(pages) == 2:
+            stop.set()
+
+    result = sync_resource(
+        world.settings, world.engine, world.store, REGISTRY["orders"], progress=progress, stop=stop
+    )
+    assert result.run.status == "interrupted"
+    assert result.run.records == pages[-1] == len(warehouse_rows(world.engine, "orders"))
+    assert sync(world, "orders").ok
+    assert_matches_source(world, "orders")
+
+
+def test_run_history_records_the_counts(world: World) -> None:
+    world.sim.set_faults(FaultRule(kind="status", status=502, every=4, count=2))
+    started = time.time()
+    result = sync(world, "bills", full=True)
+    assert result.ok
+    run = result.run
+    assert run.mode == "full" and run.trigger == "cli"
+    assert run.pages >= 300 // 40
+    assert run.records >= 300
+    assert run.requests >= run.pages
+    assert run.retries == 2
+    assert run.cursor_before is None and run.cursor_after is not None
+    assert run.finished_at is not None and run.started_at.timestamp() >= started - 5

@@ -1,0 +1,225 @@
+"""The Rose Rocket data API client: bearer auth, retries, 401 -> refresh, one page per call.
+
+A client serves one sync run of one resource and may be shared by its fetcher threads. It
+counts what the run history records (requests, retries, 401s, 429s, token refreshes) and owns
+the :class:`Throttle` through which every request passes, so that a 429 slows the whole
+resource down rather than the one request that happened to receive it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+from config.settings import Settings
+from worker import http
+from worker.clock import format_timestamp
+from worker.errors import ApiError, MalformedResponse, NotFound, Unauthorized
+from worker.resources import Resource
+
+
+class TokenSource(Protocol):
+    """What the client needs from the credentials layer (``CredentialStore`` is one)."""
+
+    refreshes: int  # token refreshes this source has made, for the run history
+
+    def access_token(self) -> str: ...
+
+    def refresh_after_401(self, rejected: str) -> str: ...
+
+
+@dataclass
+class RequestStats:
+    """Counters for the run history; updated from several threads."""
+
+    requests: int = 0
+    retries: int = 0
+    unauthorized: int = 0
+    rate_limited: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "unauthorized": self.unauthorized,
+                "rate_limited": self.rate_limited,
+            }
+
+
+class Throttle:
+    """Shared pacing for one resource's concurrent requests.
+
+    A 429 pauses every fetcher until its Retry-After has passed and halves how many requests
+    may be in flight; each success after that earns one slot back (additive increase,
+    multiplicative decrease, as TCP does), so a rate-limited API sees the load drop at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.max_limit = limit
+        self.limit = limit
+        self._in_flight = 0
+        self._resume_at = 0.0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        with self._cond:
+            while True:
+                wait = self._resume_at - time.monotonic()
+                if wait <= 0 and self._in_flight < self.limit:
+                    self._in_flight += 1
+                    return
+                self._cond.wait(timeout=wait if wait > 0 else None)
+
+    def release(self, rate_limited_for: float | None = None) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if rate_limited_for is not None:
+                self.limit = max(1, self.limit // 2)
+                self._resume_at = max(self._resume_at, time.monotonic() + rate_limited_for)
+            elif self.limit < self.max_limit:
+                self.limit += 1
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One list response: its records (decoded) and the ``total`` the API reported, if any."""
+
+    records: list[dict[str, Any]]
+    total: int | None
+
+
+class RoseRocketClient:
+    def __init__(
+        self, settings: Settings, tokens: TokenSource, concurrency: int | None = None
+    ) -> None:
+        self.base_url = settings.api_url.rstrip("/")
+        self.tokens = tokens
+        self.timeout = http.timeouts(settings.http_timeout_seconds)
+        self.stats = RequestStats()
+        self.throttle = Throttle(concurrency or settings.sync_concurrency)
+        self._retrying = http.retrying(
+            settings, on_retry=lambda _exc, _sleep: self.stats.add(retries=1)
+        )
+
+    def list_page(
+        self,
+        resource: Resource,
+        *,
+        offset: int = 0,
+        limit: int,
+        updated_start: datetime | None = None,
+        updated_end: datetime | None = None,
+    ) -> Page:
+        """One page of ``resource`` ordered by updated_at; filters are [start, end)."""
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        if updated_start is not None:
+            params["updated_start_at"] = format_timestamp(updated_start)
+        if updated_end is not None:
+            params["updated_end_at"] = format_timestamp(updated_end)
+        body = self._get(resource.endpoint, params, what=f"{resource.name} {resource.endpoint}")
+        if not isinstance(body, dict) or not isinstance(body.get(resource.records_key), list):
+            raise MalformedResponse(
+                f"{resource.name}: GET {self.base_url}{resource.endpoint} answered without a "
+                f"{resource.records_key!r} list; is ROSEROCKET_API_URL the Rose Rocket v1 API?"
+            )
+        records: list[dict[str, Any]] = body[resource.records_key]
+        total = body.get("total")
+        return Page(records=records, total=total if isinstance(total, int) else None)
+
+    def get_record(self, resource: Resource, record_id: str) -> dict[str, Any] | None:
+        """One record by id, or None when the API says it does not exist (404)."""
+        path = f"{resource.endpoint}/{record_id}"
+        try:
+            body = self._get(path, {}, what=f"{resource.name} {path}")
+        except NotFound:
+            return None
+        record = body.get(resource.item_key) if isinstance(body, dict) else None
+        if not isinstance(record, dict):
+            raise MalformedResponse(
+                f"{resource.name}: GET {self.base_url}{path} answered without a "
+                f"{resource.item_key!r} object"
+            )
+        return record
+
+    def _get(self, path: str, params: dict[str, str | int], what: str) -> Any:
+        url = self.base_url + path
+        for attempt in self._retrying:
+            with attempt:
+                return self._attempt(url, params, what)
+        raise AssertionError("tenacity reraises the last error")  # pragma: no cover
+
+    def _attempt(self, url: str, params: dict[str, str | int], what: str) -> Any:
+        """One try: a 401 refreshes the token and re-sends once (seed step 7); a second 401
+        in the same try is an :class:`Unauthorized` that tenacity may retry a bounded number of
+        times, never a loop."""
+        token = self.tokens.access_token()
+        response = self._send(url, params, token, what)
+        if response.status_code == 401:
+            self.stats.add(unauthorized=1)
+            token = self.tokens.refresh_after_401(token)
+            response = self._send(url, params, token, what)
+            if response.status_code == 401:
+                self.stats.add(unauthorized=1)
+                raise Unauthorized(
+                    f"{what}: HTTP 401 even with a freshly refreshed token; check that the "
+                    "OAuth client has API access to this organization (ROSEROCKET_ORG_ID)"
+                )
+        if response.status_code == 429:
+            self.stats.add(rate_limited=1)
+        http.raise_for_transient(response, what)
+        if response.status_code == 404:
+            raise NotFound(f"{what}: HTTP 404 for {url}: {_message(response)}")
+        if response.status_code >= 400:
+            raise ApiError(f"{what}: HTTP {response.status_code} for {url}: {_message(response)}")
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise MalformedResponse(
+                f"{what}: the API answered HTTP {response.status_code} with a body that is not "
+                f"valid JSON ({len(response.content)} bytes)"
+            ) from None
+
+    def _send(self, url: str, params: dict[str, str | int], token: str, what: str) -> Any:
+        self.stats.add(requests=1)
+        self.throttle.acquire()
+        rate_limited_for: float | None = None
+        try:
+            response = http.send(
+                "GET",
+                url,
+                what,
+                self.timeout,
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if response.status_code == 429:
+                rate_limited_for = http.retry_after(response) or 1.0
+            return response
+        finally:
+            self.throttle.release(rate_limited_for)
+
+
+def _message(response: Any) -> str:
+    """The API's error envelope ``{statusCode, message, error}`` as one short line."""
+    try:
+        body = orjson.loads(response.content)
+        message = body.get("message") if isinstance(body, dict) else None
+    except orjson.JSONDecodeError:
+        message = None
+    if isinstance(message, list):
+        message = "; ".join(str(m) for m in message)
+    text = str(message or response.reason or "no details")
+    return " ".join(text.split())[:300]

@@ -1,0 +1,361 @@
+"""One sync run of one resource: pages in, rows and checkpoints out, a run row that tells.
+
+The loop (pages.py reads, warehouse/load.py writes):
+
+1. take the resource's lease, or record the run as ``skipped``;
+2. record the run's start, read the cursor; the window starts at ``cursor - lookback``
+   (nothing for ``full``) so that a record committed at the cursor's instant is read again;
+   the upsert makes that overlap harmless;
+3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
+   stays flat: at most ``2 x concurrency`` pages wait), which commits each page with its
+   checkpoint; then a catch-up read from the newest position picks up what moved meanwhile;
+4. the cursor only advances to where *every* slice before it is complete, and never past the
+   run's start less the clock-skew allowance: a record written as the run started, with a
+   server clock a little behind ours, is read again next time instead of skipped;
+5. a full run that completed marks the rows it did not see as deleted;
+6. the run row gets its outcome, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from config.settings import Settings
+from worker.api import Page, RoseRocketClient, TokenSource
+from worker.clock import utcnow
+from worker.errors import ConfigError, Interrupted, ReauthRequired, RRSyncError
+from worker.leases import Lease
+from worker.logs import redact
+from worker.pages import Chunk, Pager, Slice
+from worker.reconcile import reconcile
+from worker.resources import Resource
+from worker.warehouse import leases as lease_rows
+from worker.warehouse.load import Loader
+from worker.warehouse.runs import RunRow, finish_run, get_run, mark_full_sync, start_run
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int | None], None]  # resource, records so far, expected total
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The run as recorded, and the error that ended it (None when it succeeded or skipped)."""
+
+    run: RunRow
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status in ("succeeded", "skipped")
+
+
+def lease_name(resource: str, org: str) -> str:
+    return f"sync:{org}:{resource}"
+
+
+def sync_resource(
+    settings: Settings,
+    engine: Engine,
+    tokens: TokenSource,
+    resource: Resource,
+    *,
+    full: bool = False,
+    trigger: str = "cli",
+    task_id: str | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> SyncResult:
+    """Run one sync of ``resource``; never raises for a failed run (see ``SyncResult``)."""
+    org = settings.credential_name
+    mode = "full" if full else "incremental"
+    lease = Lease(engine, lease_name(resource.name, org), settings.lock_ttl_seconds)
+    if not lease.acquire():
+        holder = lease_rows.holder(engine, lease.name)
+        run_id, _ = start_run(
+            engine,
+            resource.name,
+            org,
+            mode,
+            trigger,
+            task_id,
+            status="skipped",
+            error=f"another run holds the lease ({holder.owner if holder else 'just released'})",
+        )
+        log.info("%s: skipped, another run is in progress", resource.name)
+        return SyncResult(get_run(engine, run_id))
+    try:
+        with lease.kept_alive():
+            run_id, cursor = start_run(engine, resource.name, org, mode, trigger, task_id)
+            run = _Run(settings, engine, tokens, resource, org, run_id, lease, progress, stop)
+            try:
+                run.execute(cursor, full)
+            except Interrupted as exc:
+                return SyncResult(run.finish("interrupted", str(exc)), exc)
+            except RRSyncError as exc:
+                log.error("%s: run %s failed: %s", resource.name, run_id, exc)
+                return SyncResult(run.finish("failed", str(exc)), exc)
+            except Exception as exc:  # a bug, or a library error we did not map: record it
+                log.exception("%s: run %s failed unexpectedly", resource.name, run_id)
+                return SyncResult(
+                    run.finish("failed", redact(f"{exc.__class__.__name__}: {exc}")[:2000]), exc
+                )
+            return SyncResult(run.finish("succeeded"))
+    finally:
+        lease.release()
+
+
+class _Run:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        tokens: TokenSource,
+        resource: Resource,
+        org: str,
+        run_id: int,
+        lease: Lease,
+        progress: Progress | None,
+        stop: threading.Event | None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.tokens = tokens
+        self.resource = resource
+        self.org = org
+        self.run_id = run_id
+        self.lease = lease
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.client = RoseRocketClient(settings, tokens)
+        self.loader = Loader(engine, resource, org, run_id)
+        self.started = utcnow()
+        self.ceiling = self.started - timedelta(seconds=settings.sync_clock_skew_seconds)
+        self.refreshes_before = tokens.refreshes
+        self.pages = self.records = self.deleted = 0
+        self.expected: int | None = None
+        self.cursor: datetime | None = None  # as last committed by this run
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "pages": self.pages,
+            "records": self.records,
+            "deleted": self.deleted,
+            "token_refreshes": self.tokens.refreshes - self.refreshes_before,
+            **self.client.stats.as_dict(),
+        }
+
+    def execute(self, cursor: datetime | None, full: bool) -> None:
+        self.cursor = cursor
+        lookback = timedelta(seconds=self.settings.sync_lookback_seconds)
+        lower = None if full or cursor is None else cursor - lookback
+        concurrency = self.settings.sync_concurrency
+        page_size = min(self.settings.sync_page_size, self.resource.page_size)
+        pager = Pager(self.client, self.resource, page_size, concurrency)
+        slices, first = pager.plan(lower)
+        self.expected = first.total
+        log.info(
+            "%s: %s run %s from %s, %s records expected, %d slice(s)",
+            self.resource.name,
+            "full" if full else "incremental",
+            self.run_id,
+            lower.isoformat() if lower else "the beginning",
+            first.total or "?",
+            len(slices),
+        )
+        progress = _Checkpoints(slices)
+        with _fetching(pager, slices, first) as chunks:
+            for chunk in chunks:
+                self._commit(chunk, progress)
+        if len(slices) > 1:
+            # The catch-up read (pages.py): from the newest position to the end, once every
+            # slice is done. A single slice read to its end already was that read.
+            newest, at_newest = progress.newest
+            for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):
+                self._commit(chunk, progress)
+        self._check_stop()
+        if full:
+            with self.engine.begin() as conn:
+                self.lease.renew(conn)
+                mark_full_sync(conn, self.resource.name, self.org, self.started)
+            self.deleted = self.loader.mark_deleted(self.started, self.lease.renew)
+        elif self.cursor is not None:
+            self.deleted = reconcile(
+                self.client,
+                pager,
+                self.loader,
+                self.resource,
+                self.cursor,
+                self._store,
+                self.lease.renew,
+            )
+
+    def _check_stop(self) -> None:
+        """Between pages only, so that nothing is ever half-written."""
+        if self.stop.is_set():
+            raise Interrupted(
+                f"{self.resource.name}: stopped at a page boundary on request; the next run "
+                "resumes from the last committed page"
+            )
+
+    def _commit(self, chunk: Chunk, progress: _Checkpoints) -> None:
+        self._check_stop()
+        safe = progress.update(chunk)
+        if safe is not None:
+            self.cursor = max(min(safe, self.ceiling), self.cursor or safe)
+        self._store(chunk.records, chunk.updated, self.cursor)
+
+    def _store(
+        self, records: list[dict[str, Any]], updated: list[datetime], cursor: datetime | None = None
+    ) -> None:
+        self.pages += 1
+        self.records += len(records)
+        self.loader.commit(records, updated, cursor, self.counters(), self.lease.renew)
+        if self.progress is not None:
+            self.progress(self.resource.name, self.records, self.expected)
+
+    def finish(self, status: str, error: str | None = None) -> RunRow:
+        run = finish_run(
+            self.engine, self.run_id, self.resource.name, self.org, status, self.counters(), error
+        )
+        log.info(
+            "%s: run %s %s: %d records in %d pages, %d requests, %d retries",
+            self.resource.name,
+            self.run_id,
+            status,
+            run.records,
+            run.pages,
+            run.requests,
+            run.retries,
+        )
+        return run
+
+
+class _Checkpoints:
+    """Where the cursor may safely stand: every record before it is committed.
+
+    Slices complete out of order; the cursor may only move to the position of the first slice
+    that is not done yet (all earlier slices being complete), or past all of them.
+    """
+
+    def __init__(self, slices: list[Slice]) -> None:
+        self.position: list[datetime | None] = [s.lower for s in slices]
+        self.at_position: list[frozenset[str]] = [frozenset()] * len(slices)
+        self.done = [False] * len(slices)
+
+    @property
+    def newest(self) -> tuple[datetime | None, frozenset[str]]:
+        """The furthest position any slice reached, and the ids delivered at it."""
+        known = [(p, ids) for p, ids in zip(self.position, self.at_position, strict=True) if p]
+        return max(known, key=lambda item: item[0]) if known else (None, frozenset())
+
+    def update(self, chunk: Chunk) -> datetime | None:
+        if chunk.slice < len(self.done):
+            self.position[chunk.slice] = chunk.position
+            self.at_position[chunk.slice] = chunk.at_position
+            self.done[chunk.slice] = chunk.done
+            for position, done in zip(self.position, self.done, strict=True):
+                if not done:
+                    return position
+            return self.newest[0]
+        # the catch-up read runs after every slice is complete
+        return chunk.position
+
+
+_END = object()
+
+
+@contextmanager
+def _fetching(pager: Pager, slices: list[Slice], first: Page) -> Iterator[Iterator[Chunk]]:
+    """Read every slice on its own thread; yields their chunks as they arrive, in this thread.
+
+    Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
+    fetchers are told to stop and are joined, so no thread outlives the run.
+    """
+    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(slices))
+    halt = threading.Event()
+
+    def put(item: object) -> None:
+        while not halt.is_set():
+            try:
+                chunks.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def fetch(part: Slice) -> None:
+        try:
+            for chunk in pager.read(part, first if part.index == 0 else None):
+                put(chunk)
+                if halt.is_set():
+                    return
+        except BaseException as exc:  # handed to the writer, which re-raises it
+            put(exc)
+        finally:
+            put(_END)
+
+    threads = [
+        threading.Thread(target=fetch, args=(part,), name=f"fetch-{part.index}", daemon=True)
+        for part in slices
+    ]
+    for thread in threads:
+        thread.start()
+
+    def drain() -> Iterator[Chunk]:
+        running = len(threads)
+        while running:
+            item = chunks.get()
+            if item is _END:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                assert isinstance(item, Chunk)
+                yield item
+
+    try:
+        yield drain()
+    finally:
+        halt.set()
+        for thread in threads:
+            thread.join()
+
+
+def sync_resources(
+    settings: Settings,
+    engine: Engine,
+    tokens: TokenSource,
+    resources: list[Resource],
+    *,
+    full: bool = False,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> list[SyncResult]:
+    """Sync each resource in turn. A problem no retry can fix (the grant is revoked, a setting
+    is wrong) stops the remaining ones at once rather than failing each the same way."""
+    results: list[SyncResult] = []
+    for resource in resources:
+        result = sync_resource(
+            settings,
+            engine,
+            tokens,
+            resource,
+            full=full,
+            trigger=trigger,
+            progress=progress,
+            stop=stop,
+        )
+        results.append(result)
+        if isinstance(result.error, ReauthRequired | ConfigError | Interrupted):
+            break
+    return results

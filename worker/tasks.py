@@ -1,0 +1,109 @@
+"""Celery tasks: thin wrappers over plain functions, with plain-name arguments only.
+
+Names and arguments are a public interface (README "Triggering syncs from other systems"):
+``rrsync.sync_resource(resource: str, full: bool = False)``, ``rrsync.sync_all(full: bool =
+False)``, ``rrsync.refresh_tokens()``, ``rrsync.purge_broker()``. No argument or result ever
+carries a token.
+
+Redelivery is safe (acks_late): a duplicate finds the resource's lease held and ends as
+``skipped``; a redelivered task whose first attempt died resumes from the committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from celery import Task, group, shared_task
+from celery.signals import setup_logging, worker_shutting_down
+
+from config.settings import get_settings
+from worker import resources
+from worker.credentials.store import CredentialStore, refresh_due_credentials
+from worker.errors import Interrupted, TransientError
+from worker.logs import configure_logging
+from worker.sync import sync_resource as run_sync
+from worker.warehouse import connect
+from worker.warehouse.broker import purge_delivered_messages
+
+log = logging.getLogger(__name__)
+
+# Set on warm shutdown (SIGTERM): a running sync stops at its next page boundary and is
+# re-queued, so a deploy does not wait for a three-hour sync to finish.
+shutting_down = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_: Any) -> None:
+    shutting_down.set()
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    """Celery's own logging set-up is replaced by ours, redaction included."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+
+@shared_task(name="rrsync.refresh_tokens", ignore_result=False)
+def refresh_tokens() -> list[dict[str, Any]]:
+    """Refresh every stored credential that is due (see credentials/store.py)."""
+    settings = get_settings()
+    outcomes = refresh_due_credentials(settings, connect(settings.database_url))
+    return [outcome.as_dict() for outcome in outcomes]
+
+
+@shared_task(bind=True, name="rrsync.sync_resource")
+def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, Any]:
+    """Sync one resource. Transient failures retry with exponential backoff, a bounded number
+    of times; a revoked grant or a bad setting fails at once (retrying cannot fix those)."""
+    settings = get_settings()
+    (target,) = resources.select([resource])
+    engine = connect(settings.database_url)
+    result = run_sync(
+        settings,
+        engine,
+        CredentialStore(settings, engine),
+        target,
+        full=full,
+        trigger="celery",
+        task_id=self.request.id,
+        stop=shutting_down,
+    )
+    if isinstance(result.error, Interrupted):
+        raise self.retry(exc=result.error, countdown=5, max_retries=None)
+    if isinstance(result.error, TransientError):
+        delay = min(600, 30 * 2**self.request.retries)
+        raise self.retry(exc=result.error, countdown=delay, max_retries=settings.sync_max_retries)
+    if result.error is not None:
+        raise result.error
+    return _summary(result.run)
+
+
+@shared_task(name="rrsync.sync_all")
+def sync_all(full: bool = False) -> dict[str, str]:
+    """Enqueue one ``sync_resource`` per configured resource; returns resource -> task id."""
+    names = list(get_settings().sync_resources)
+    outcome = group(sync_resource.s(name, full) for name in names).apply_async()
+    return {name: child.id for name, child in zip(names, outcome.children or [], strict=True)}
+
+
+@shared_task(name="rrsync.purge_broker")
+def purge_broker() -> int:
+    """Delete delivered messages older than a day from the embedded broker's table."""
+    return purge_delivered_messages(get_settings().celery_broker_url, timedelta(days=1))
+
+
+def _summary(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "resource": run.resource,
+        "status": run.status,
+        "records": run.records,
+        "pages": run.pages,
+        "deleted": run.deleted,
+        "seconds": run.seconds,
+        "cursor": run.cursor_after.isoformat() if run.cursor_after else None,
+    }

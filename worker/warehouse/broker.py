@@ -1,0 +1,31 @@
+"""Housekeeping for the embedded broker (kombu's SQLAlchemy transport).
+
+kombu marks a delivered message invisible and never deletes it, so ``kombu_message`` grows by
+one row per task forever. This deletes the delivered ones once they are old enough to be of no
+interest (beat runs it hourly when the broker is ``sqla+...``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from worker.warehouse.db import create_engine
+
+
+def purge_delivered_messages(broker_url: str, older_than: timedelta) -> int:
+    engine = create_engine(broker_url.removeprefix("sqla+"))
+    # kombu stamps messages with naive local time (datetime.now), so compare likewise.
+    cutoff = datetime.now() - older_than
+    try:
+        with engine.begin() as conn:
+            if not sa.inspect(conn).has_table("kombu_message"):
+                return 0
+            result = conn.execute(
+                sa.text("DELETE FROM kombu_message WHERE visible = :no AND timestamp < :cutoff"),
+                {"no": False, "cutoff": cutoff},
+            )
+            return int(result.rowcount)
+    finally:
+        engine.dispose()

@@ -1,0 +1,229 @@
+"""Sync state (``rrsync_state``: one cursor per resource and org) and run history
+(``rrsync_runs``: one row per run, written at its start so that a run that dies leaves a row
+that says so)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from worker.clock import utcnow
+from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.schema import resource_tables, runs, state
+
+COUNTERS = (
+    "pages",
+    "records",
+    "deleted",
+    "requests",
+    "retries",
+    "unauthorized",
+    "rate_limited",
+    "token_refreshes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """A row of ``rrsync_runs`` as the status report and the tests read it."""
+
+    id: int
+    resource: str
+    org: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    records: int
+    pages: int
+    deleted: int
+    requests: int
+    retries: int
+    unauthorized: int
+    rate_limited: int
+    token_refreshes: int
+    cursor_before: datetime | None
+    cursor_after: datetime | None
+    error: str | None
+    trigger: str
+    task_id: str | None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _run_row(row: Any) -> RunRow:
+    return RunRow(**{name: getattr(row, name) for name in RunRow.__dataclass_fields__})
+
+
+def _upsert_state(conn: sa.Connection, resource: str, org: str, **values: Any) -> None:
+    insert = (postgresql if is_postgres(conn) else sqlite).insert(state)
+    stmt = insert.values(resource=resource, org=org, updated_at=utcnow(), **values)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[state.c.resource, state.c.org],
+            set_={"updated_at": stmt.excluded.updated_at, **{k: stmt.excluded[k] for k in values}},
+        )
+    )
+
+
+def advance_cursor(conn: sa.Connection, resource: str, org: str, cursor: datetime) -> None:
+    """Move the cursor forward (never back) inside the caller's page transaction."""
+    current = conn.execute(
+        sa.select(state.c.cursor).where(state.c.resource == resource, state.c.org == org)
+    ).scalar()
+    if current is None or cursor > current:
+        _upsert_state(conn, resource, org, cursor=cursor)
+
+
+def mark_full_sync(conn: sa.Connection, resource: str, org: str, when: datetime) -> None:
+    _upsert_state(conn, resource, org, last_full_sync_at=when)
+
+
+def start_run(
+    engine: Engine,
+    resource: str,
+    org: str,
+    mode: str,
+    trigger: str,
+    task_id: str | None,
+    status: str = "running",
+    error: str | None = None,
+) -> tuple[int, datetime | None]:
+    """Record a run's start (or a skipped run); returns its id and the cursor it starts from.
+
+    Called only by the lease holder, so any other ``running`` row for this resource and org
+    belongs to a run that died without finishing: it is marked ``abandoned`` here.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        if status == "running":
+            conn.execute(
+                runs.update()
+                .where(runs.c.resource == resource, runs.c.org == org, runs.c.status == "running")
+                .values(
+                    status="abandoned",
+                    finished_at=now,
+                    error="the process running it died; the next run resumed from its checkpoint",
+                )
+            )
+        cursor = conn.execute(
+            sa.select(state.c.cursor).where(state.c.resource == resource, state.c.org == org)
+        ).scalar()
+        run_id = conn.execute(
+            runs.insert()
+            .values(
+                resource=resource,
+                org=org,
+                mode=mode,
+                status=status,
+                started_at=now,
+                finished_at=None if status == "running" else now,
+                heartbeat_at=now,
+                cursor_before=cursor,
+                error=error,
+                trigger=trigger,
+                task_id=task_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+            .returning(runs.c.id)
+        ).scalar_one()
+    return int(run_id), cursor
+
+
+def update_run(conn: sa.Connection, run_id: int, **values: Any) -> None:
+    conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+
+def finish_run(
+    engine: Engine,
+    run_id: int,
+    resource: str,
+    org: str,
+    status: str,
+    counters: dict[str, int],
+    error: str | None = None,
+) -> RunRow:
+    with engine.begin() as conn:
+        cursor = conn.execute(
+            sa.select(state.c.cursor).where(state.c.resource == resource, state.c.org == org)
+        ).scalar()
+        update_run(
+            conn,
+            run_id,
+            status=status,
+            finished_at=utcnow(),
+            cursor_after=cursor,
+            error=error,
+            **counters,
+        )
+        return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
+
+
+def get_run(engine: Engine, run_id: int) -> RunRow:
+    with reader(engine).connect() as conn:
+        return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
+
+
+def recent_runs(engine: Engine, resource: str | None = None, limit: int = 20) -> list[RunRow]:
+    query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if resource is not None:
+        query = query.where(runs.c.resource == resource)
+    with reader(engine).connect() as conn:
+        return [_run_row(r) for r in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceState:
+    """What ``rrsync status`` shows for a resource."""
+
+    resource: str
+    cursor: datetime | None
+    last_full_sync_at: datetime | None
+    rows: int
+    deleted_rows: int
+    last_run: RunRow | None
+
+
+def resource_states(engine: Engine, resources: list[str], org: str) -> list[ResourceState]:
+    result = []
+    with reader(engine).connect() as conn:
+        for name in resources:
+            table = resource_tables[name]
+            counts = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(table.c.deleted_at),
+                ).select_from(table)
+            ).one()
+            saved = conn.execute(
+                sa.select(state).where(state.c.resource == name, state.c.org == org)
+            ).first()
+            last = conn.execute(
+                sa.select(runs)
+                .where(runs.c.resource == name, runs.c.org == org, runs.c.status != "skipped")
+                .order_by(runs.c.id.desc())
+                .limit(1)
+            ).first()
+            result.append(
+                ResourceState(
+                    resource=name,
+                    cursor=saved.cursor if saved else None,
+                    last_full_sync_at=saved.last_full_sync_at if saved else None,
+                    rows=int(counts[0]) - int(counts[1]),
+                    deleted_rows=int(counts[1]),
+                    last_run=_run_row(last) if last else None,
+                )
+            )
+    return result
