@@ -1,0 +1,141 @@
+"""The v1 data API: `GET /api/v1/<resource>` (paged) and `GET /api/v1/<resource>/<id>`.
+
+Validation follows Rose Rocket's NestJS stack: a 400 carries every problem at once as a list of
+messages. Pages are assembled from the records' stored JSON bytes, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from worker.simulator.config import RESOURCES, SINGULAR, SimulatorConfig
+from worker.simulator.data import Dataset
+from worker.simulator.messages import (
+    Request,
+    Response,
+    api_error,
+    bearer_token,
+    parse_params,
+    unauthorized,
+)
+from worker.simulator.oauth import AuthorizationServer
+
+PREFIX = "/api/v1/"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_OFFSET = 2**31 - 1
+_INTEGER = re.compile(r"-?[0-9]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def route_of(path: str) -> tuple[str, str | None] | None:
+    """(resource, record id or None) for an API path, None if no such route."""
+    if not path.startswith(PREFIX):
+        return None
+    parts = path[len(PREFIX):].split("/")
+    if parts[0] not in RESOURCES or len(parts) > 2 or (len(parts) == 2 and not parts[1]):
+        return None
+    return parts[0], parts[1] if len(parts) == 2 else None
+
+
+def template_of(route: tuple[str, str | None]) -> str:
+    resource, record_id = route
+    return f"{PREFIX}{resource}" if record_id is None else f"{PREFIX}{resource}/{{id}}"
+
+
+def parse_timestamp(text: str) -> int | None:
+    """ISO-8601 to epoch milliseconds, rounded UP; None if unparseable.
+
+    Rounding up is exact for both filters because stored stamps are whole milliseconds:
+    t >= s  <=>  t >= ceil(s), and t < e  <=>  t < ceil(e). A naive time is taken as UTC.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    micros = (moment - _EPOCH) // timedelta(microseconds=1)
+    return -(-micros // 1000)  # ceiling division, exact on integers
+
+
+class DataApi:
+    def __init__(self, config: SimulatorConfig, dataset: Dataset, oauth: AuthorizationServer,
+                 after_read: Callable[[], None]) -> None:
+        self._config = config
+        self._dataset = dataset
+        self._oauth = oauth
+        self._after_read = after_read
+
+    def handle(self, request: Request, route: tuple[str, str | None]) -> Response:
+        token = bearer_token(request)
+        if token is None or self._oauth.check_access(token) is None:
+            return unauthorized(request)
+        resource, record_id = route
+        response = self._list(request, resource) if record_id is None \
+            else self._get(resource, record_id)
+        if response.status == 200:
+            self._after_read()
+        return response
+
+    def _get(self, resource: str, record_id: str) -> Response:
+        # Unknown, deleted and malformed ids are all simply "not found".
+        blob = self._dataset.get(resource, record_id)
+        if blob is None:
+            return api_error(404, f"{SINGULAR[resource]} {record_id} not found")
+        return Response(200, b'{"' + SINGULAR[resource].encode() + b'":' + blob + b"}")
+
+    def _list(self, request: Request, resource: str) -> Response:
+        try:
+            params, repeated = parse_params(request.query)
+        except ValueError:
+            return api_error(400, ["query string is not valid"])
+        # Unknown parameters are ignored, as real APIs do; repeated ones are ambiguous.
+        problems = [f"{name} must not be repeated" for name in sorted(repeated)]
+        limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, problems)
+        offset = _integer(params, "offset", 0, 0, MAX_OFFSET, problems)
+        start = _timestamp(params, "updated_start_at", problems)
+        end = _timestamp(params, "updated_end_at", problems)
+        if problems:
+            return api_error(400, problems)
+        page = self._dataset.page(resource, offset, limit, start, end)
+        tail = f'],"offset":{offset},"limit":{limit}'
+        if self._config.include_total:
+            tail += f',"total":{page.total}'
+        body = b"".join((b'{"', resource.encode(), b'":[', b",".join(page.items),
+                         tail.encode(), b"}"))
+        return Response(200, body)
+
+
+def _integer(params: dict[str, str], name: str, default: int, low: int, high: int,
+             problems: list[str]) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    # A regex, not int(): int() would also take "+5", " 5", "5_0" and other scripts' digits.
+    if not _INTEGER.fullmatch(text):
+        problems.append(f"{name} must be an integer number")
+        return default
+    # More than 12 significant digits is out of every range here (and int() refuses strings
+    # beyond 4,300 digits), so such values are not converted.
+    if len(text.lstrip("-").lstrip("0")) > 12:
+        value = low - 1 if text.startswith("-") else high + 1
+    else:
+        value = int(text)
+    if value < low:
+        problems.append(f"{name} must not be less than {low}")
+    elif value > high:
+        problems.append(f"{name} must not be greater than {high}")
+    return value
+
+
+def _timestamp(params: dict[str, str], name: str, problems: list[str]) -> int | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    value = parse_timestamp(text)
+    if value is None:
+        problems.append(f"{name} must be a valid ISO 8601 date string")
+    return value

@@ -1,0 +1,113 @@
+"""The simulator's settings: one frozen dataclass, validated on construction.
+
+Every knob a test, the demo or a benchmark turns lives here, so a run is fully described by one
+value (and reproducible from it: the same config and seed give the same dataset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from worker.simulator.faults import FaultRule
+
+RESOURCES: tuple[str, ...] = ("customers", "orders", "manifests", "partners", "invoices", "bills")
+
+#: The key a single record sits under in `GET /api/v1/<resource>/<id>`.
+SINGULAR: Mapping[str, str] = MappingProxyType(
+    {
+        "customers": "customer",
+        "orders": "order",
+        "manifests": "manifest",
+        "partners": "partner",
+        "invoices": "invoice",
+        "bills": "bill",
+    }
+)
+
+CONSENT_MODES = ("page", "approve", "deny")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How one simulator instance behaves.
+
+    - host, port: where to listen (port 0 picks a free port; see `Simulator.url`).
+    - records: records per resource; records_by_resource overrides it per resource.
+    - seed: makes the dataset, fault randomness and live mutation reproducible.
+    - client_id, client_secret, redirect_uri: the one registered OAuth client (the redirect
+      URI is compared exactly); audience: the API identifier /authorize requires.
+    - consent: "page" (HTML approve/deny form), "approve" or "deny" (answer at once).
+    - access_ttl, refresh_ttl (absolute lifetime of a token family), code_ttl: seconds.
+    - reuse_leeway: seconds during which a rotated refresh token is still honoured (Auth0's
+      reuse interval); rotation: refresh-token rotation on or off.
+    - token_rate_limit: (max requests, per seconds) on /oauth/token, else no limit.
+    - faults: fault rules active from the start.
+    - mutation_per_request / mutation_per_second: live data changes (see `mutation`).
+    - include_total: whether list bodies carry "total"; gzip: compress when accepted.
+    - idle_timeout: seconds a silent connection is kept open.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    records: int = 200
+    records_by_resource: Mapping[str, int] = field(default_factory=dict)
+    seed: int = 1
+    client_id: str = "rrsync-demo"
+    client_secret: str = field(default="rrsync-demo-secret", repr=False)
+    redirect_uri: str = "http://127.0.0.1:8765/callback"
+    audience: str = "https://roserocket.com"
+    consent: str = "page"
+    access_ttl: float = 3600.0
+    refresh_ttl: float = 30 * 86400.0
+    code_ttl: float = 60.0
+    reuse_leeway: float = 0.0
+    rotation: bool = True
+    token_rate_limit: tuple[int, float] | None = None
+    faults: tuple[FaultRule, ...] = ()
+    mutation_per_request: int = 0
+    mutation_per_second: float = 0.0
+    include_total: bool = True
+    gzip: bool = False
+    # How long a connection may stay silent (mid-request or idle between keep-alive requests)
+    # before the server closes it. Tests shorten it to prove that a half-sent request cannot
+    # pin a server thread for long.
+    idle_timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("invalid SimulatorConfig: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        problems: list[str] = []
+        if not 0 <= self.port <= 65535:
+            problems.append("port must be within 0..65535")
+        if self.records < 0:
+            problems.append("records must be >= 0")
+        unknown = sorted(set(self.records_by_resource) - set(RESOURCES))
+        if unknown:
+            problems.append(f"records_by_resource names unknown resources {unknown}")
+        if any(count < 0 for count in self.records_by_resource.values()):
+            problems.append("records_by_resource counts must be >= 0")
+        if self.consent not in CONSENT_MODES:
+            problems.append(f"consent must be one of {CONSENT_MODES}")
+        for name in ("access_ttl", "refresh_ttl", "code_ttl", "idle_timeout"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0")
+        if self.reuse_leeway < 0:
+            problems.append("reuse_leeway must be >= 0")
+        if self.token_rate_limit is not None:
+            max_requests, per_seconds = self.token_rate_limit
+            if max_requests < 1 or not per_seconds > 0:
+                problems.append("token_rate_limit must be (max_requests >= 1, per_seconds > 0)")
+        if self.mutation_per_request < 0 or self.mutation_per_second < 0:
+            problems.append("mutation rates must be >= 0")
+        if not self.client_id or not self.client_secret or not self.redirect_uri:
+            problems.append("client_id, client_secret and redirect_uri must be non-empty")
+        return problems
+
+    def size_of(self, resource: str) -> int:
+        """How many records `resource` starts with."""
+        return self.records_by_resource.get(resource, self.records)
