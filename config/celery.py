@@ -17,57 +17,15 @@ Options that matter for a long ETL task, and why:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.schedules import crontab, schedule
+from celery.schedules import crontab
 
-from config.settings import Schedule, Settings, cron_to_crontab, get_settings
-
-BEAT_LOOP_SECONDS = 5  # beat wakes at least this often: renews its leader lease (worker/beat.py)
-VAR = Path("var")  # relative to the working directory, like the default DATABASE_URL
-
-
-def celery_schedule(entry: Schedule) -> crontab | schedule:
-    if entry.every_seconds is not None:
-        return schedule(timedelta(seconds=entry.every_seconds))
-    assert entry.cron is not None
-    return cron_to_crontab(entry.cron)
-
-
-def next_run(entry: Schedule, after: datetime) -> datetime:
-    """The first time strictly after ``after`` at which ``entry`` fires (Celery's semantics:
-    every field, day of month AND day of week, must match)."""
-    if entry.every_seconds is not None:
-        return after + timedelta(seconds=entry.every_seconds)
-    cron = celery_schedule(entry)
-    assert isinstance(cron, crontab)
-    moment = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    for _ in range(366 * 24 * 60 * 5):  # leap-day schedules fire within five years
-        weekday = (moment.weekday() + 1) % 7  # cron and Celery count from Sunday = 0
-        if (
-            moment.month not in cron.month_of_year
-            or moment.day not in cron.day_of_month
-            or weekday not in cron.day_of_week
-        ):
-            moment = moment.replace(hour=0, minute=0) + timedelta(days=1)
-        elif moment.hour not in cron.hour:
-            moment = moment.replace(minute=0) + timedelta(hours=1)
-        elif moment.minute not in cron.minute:
-            moment += timedelta(minutes=1)
-        else:
-            return moment
-    raise ValueError(f"schedule {entry.text!r} never fires")
-
-
-def period_seconds(entry: Schedule, now: datetime | None = None) -> float:
-    """The gap between two consecutive runs (for cron: the next two)."""
-    if entry.every_seconds is not None:
-        return entry.every_seconds
-    first = next_run(entry, now or datetime.now(UTC))
-    return (next_run(entry, first) - first).total_seconds()
+from config.schedule import BEAT_LOOP_SECONDS, celery_schedule, period_seconds
+from config.settings import VAR, Settings, get_settings
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

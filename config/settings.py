@@ -27,6 +27,8 @@ from worker.errors import ConfigError
 
 T = TypeVar("T")
 
+VAR = Path("var")  # local state (SQLite files, key file, beat schedule), relative like DATABASE_URL
+
 
 class Secret:
     """A string that never shows itself in a repr, a log line or a traceback."""
@@ -80,7 +82,7 @@ class Settings:
     celery_broker_url: str = "sqla+sqlite:///var/broker.db"
     celery_result_backend: str | None = None  # None: derived, see result_backend
     token_encryption_key: Secret | None = None
-    token_key_file: Path = Path("var/rrsync.key")
+    token_key_file: Path = VAR / "rrsync.key"
     sync_schedule: Schedule = field(default_factory=lambda: _parse_schedule("0 2 * * *"))
     sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
     sync_lookback_seconds: int = 300

@@ -198,12 +198,7 @@ class RoseRocketClient:
         rate_limited_for: float | None = None
         try:
             response = http.send(
-                "GET",
-                url,
-                what,
-                self.timeout,
-                params=params,
-                headers={"Authorization": f"Bearer {token}"},
+                "GET", url, what, self.timeout, params=params, auth=http.BearerAuth(token)
             )
             if response.status_code == 429:
                 rate_limited_for = http.retry_after(response) or 1.0

@@ -12,8 +12,8 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from config.celery import BEAT_LOOP_SECONDS, VAR
-from config.settings import get_settings
+from config.schedule import BEAT_LOOP_SECONDS
+from config.settings import VAR, get_settings
 from worker.leases import Lease
 from worker.warehouse import connect
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import requests
+import requests.auth
 from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
@@ -49,6 +50,24 @@ def session() -> requests.Session:
             current.mount("https://", adapter)
             _sessions[pid] = current
         return current
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """``Authorization: Bearer <token>`` (RFC 6750 section 2.1).
+
+    As an ``auth=`` rather than a header, so that requests does not also look for a ~/.netrc
+    entry on every request (a file-system check per page, measurable on a fast sync).
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(**********)"
 
 
 def retry_after(response: requests.Response) -> float | None:

@@ -52,7 +52,6 @@ class Chunk:
 
     slice: int
     records: list[dict[str, Any]]
-    updated: list[datetime]  # the records' cursor field, parsed once here
     position: datetime | None  # the slice has delivered everything before this instant
     at_position: frozenset[str]  # and these ids at exactly that instant
     done: bool  # nothing is left in the slice
@@ -137,9 +136,7 @@ class Pager:
                     delivered_at_start |= same
                 else:
                     start, delivered_at_start = last, same
-            yield Chunk(
-                part.index, records, updated, start, frozenset(delivered_at_start), done
-            )
+            yield Chunk(part.index, records, start, frozenset(delivered_at_start), done)
             if done:
                 return
             if not updated and stalled:

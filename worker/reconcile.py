@@ -24,7 +24,7 @@ from worker.pages import Pager, Slice
 from worker.resources import Resource
 from worker.warehouse.load import Fence, Loader
 
-Store = Callable[[list[dict[str, Any]], list[datetime]], None]
+Store = Callable[[list[dict[str, Any]]], None]
 
 
 def reconcile(
@@ -57,7 +57,7 @@ def reconcile(
         listed: set[str] = set()
         for chunk in pager.read(Slice(0, lower, high)):
             listed.update(str(r[resource.id_field]) for r in chunk.records)
-            store(chunk.records, chunk.updated)
+            store(chunk.records)
         candidates |= loader.live_ids(lower, high) - listed
     gone = []
     for record_id in sorted(candidates):
@@ -65,5 +65,6 @@ def reconcile(
         if record is None:
             gone.append(record_id)
         else:
-            store([record], [pager.updated_at(record)])
+            pager.updated_at(record)  # the same check every paged record passes
+            store([record])
     return loader.mark_gone(gone, fence)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from config.celery import next_run
+from config.schedule import next_run
 from config.settings import Settings
 from worker.beat import LEASE_NAME
 from worker.clock import utcnow

@@ -23,7 +23,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from worker.reconcile import reconcile
 from worker.resources import Resource
 from worker.warehouse import leases as lease_rows
 from worker.warehouse.load import Loader
+from worker.warehouse.rows import Row
 from worker.warehouse.runs import RunRow, finish_run, get_run, mark_full_sync, start_run
 
 log = logging.getLogger(__name__)
@@ -173,15 +174,15 @@ class _Run:
             len(slices),
         )
         progress = _Checkpoints(slices)
-        with _fetching(pager, slices, first) as chunks:
-            for chunk in chunks:
-                self._commit(chunk, progress)
+        with _fetching(pager, slices, first, self.loader.rows) as batches:
+            for batch in batches:
+                self._commit(batch, progress)
         if len(slices) > 1:
             # The catch-up read (pages.py): from the newest position to the end, once every
             # slice is done. A single slice read to its end already was that read.
             newest, at_newest = progress.newest
             for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):
-                self._commit(chunk, progress)
+                self._commit([(chunk, self.loader.rows(chunk.records))], progress)
         self._check_stop()
         if full:
             with self.engine.begin() as conn:
@@ -195,7 +196,7 @@ class _Run:
                 self.loader,
                 self.resource,
                 self.cursor,
-                self._store,
+                lambda records: self._store(self.loader.rows(records)),
                 self.lease.renew,
             )
 
@@ -207,19 +208,21 @@ class _Run:
                 "resumes from the last committed page"
             )
 
-    def _commit(self, chunk: Chunk, progress: _Checkpoints) -> None:
+    def _commit(self, batch: list[Loaded], progress: _Checkpoints) -> None:
+        """Pages that arrived together commit together, with the cursor after the last."""
         self._check_stop()
-        safe = progress.update(chunk)
-        if safe is not None:
-            self.cursor = max(min(safe, self.ceiling), self.cursor or safe)
-        self._store(chunk.records, chunk.updated, self.cursor)
+        rows: list[Row] = []
+        for chunk, chunk_rows in batch:
+            safe = progress.update(chunk)
+            if safe is not None:
+                self.cursor = max(min(safe, self.ceiling), self.cursor or safe)
+            rows += chunk_rows
+        self._store(rows, self.cursor, pages=len(batch))
 
-    def _store(
-        self, records: list[dict[str, Any]], updated: list[datetime], cursor: datetime | None = None
-    ) -> None:
-        self.pages += 1
-        self.records += len(records)
-        self.loader.commit(records, updated, cursor, self.counters(), self.lease.renew)
+    def _store(self, rows: list[Row], cursor: datetime | None = None, pages: int = 1) -> None:
+        self.pages += pages
+        self.records += len(rows)
+        self.loader.commit(rows, cursor, self.counters(), self.lease.renew)
         if self.progress is not None:
             self.progress(self.resource.name, self.records, self.expected)
 
@@ -272,11 +275,27 @@ class _Checkpoints:
 
 
 _END = object()
+Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into rows
+
+# A transaction per page costs more than the page's rows on SQLite (every commit rewrites the
+# touched B-tree pages into the WAL), so pages that are already waiting are committed together,
+# up to this many records. A slow API still gets a commit per page: nothing waits for company.
+BATCH_RECORDS = 2000
 
 
 @contextmanager
-def _fetching(pager: Pager, slices: list[Slice], first: Page) -> Iterator[Iterator[Chunk]]:
-    """Read every slice on its own thread; yields their chunks as they arrive, in this thread.
+def _fetching(
+    pager: Pager,
+    slices: list[Slice],
+    first: Page,
+    prepare: Callable[[list[dict[str, Any]]], list[Row]],
+) -> Iterator[Iterator[list[Loaded]]]:
+    """Read every slice on its own thread; yields batches of the pages that have arrived, in
+    this thread (a batch: one page, plus those already waiting, up to ``BATCH_RECORDS``).
+
+    The fetchers also ``prepare`` the rows (decoding and building rows is the Python-heavy
+    part; the writer's time goes to the database driver, which releases the GIL), so the two
+    halves of the work overlap on two cores.
 
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
@@ -295,7 +314,7 @@ def _fetching(pager: Pager, slices: list[Slice], first: Page) -> Iterator[Iterat
     def fetch(part: Slice) -> None:
         try:
             for chunk in pager.read(part, first if part.index == 0 else None):
-                put(chunk)
+                put((replace(chunk, records=[]), prepare(chunk.records)))
                 if halt.is_set():
                     return
         except BaseException as exc:  # handed to the writer, which re-raises it
@@ -310,17 +329,32 @@ def _fetching(pager: Pager, slices: list[Slice], first: Page) -> Iterator[Iterat
     for thread in threads:
         thread.start()
 
-    def drain() -> Iterator[Chunk]:
+    def drain() -> Iterator[list[Loaded]]:
         running = len(threads)
+        batch: list[Loaded] = []
+        size = 0
         while running:
-            item = chunks.get()
+            try:
+                item = chunks.get(block=not batch)
+            except queue.Empty:  # nothing more waiting: commit what we have
+                yield batch
+                batch, size = [], 0
+                continue
             if item is _END:
                 running -= 1
             elif isinstance(item, BaseException):
+                if batch:  # what arrived before the failure is good: keep it
+                    yield batch
                 raise item
             else:
-                assert isinstance(item, Chunk)
-                yield item
+                loaded: Loaded = item  # type: ignore[assignment]
+                batch.append(loaded)
+                size += len(loaded[1])
+                if size >= BATCH_RECORDS:
+                    yield batch
+                    batch, size = [], 0
+        if batch:
+            yield batch
 
     try:
         yield drain()

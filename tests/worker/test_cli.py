@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from tests.support import World, make_world
 from worker.cli import cli
+from worker.simulator import FaultRule, SimulatorConfig
+from worker.warehouse.runs import recent_runs
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -71,3 +79,134 @@ def test_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("rrsync: error: SYNC_RESOURCES: expected")
     assert "Traceback" not in result.stderr
+
+
+# -- commands end to end (subprocesses, against the simulator) ------------------------------
+
+
+def rrsync(world: World, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env={**os.environ, **world.env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def world(sqlite_url: str, tmp_path: Path) -> Iterator[World]:
+    with make_world(sqlite_url, tmp_path, SimulatorConfig(records=150)) as w:
+        yield w
+
+
+def test_sync_inline_then_status(world: World, tmp_path: Path) -> None:
+    result = rrsync(world, tmp_path, "sync", "orders", "customers", "--json")
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    assert [(r["resource"], r["status"]) for r in runs] == [
+        ("customers", "succeeded"),
+        ("orders", "succeeded"),
+    ]
+    table = rrsync(world, tmp_path, "status")
+    assert table.returncode == 0, table.stderr
+    assert "orders" in table.stdout and "succeeded" in table.stdout
+    report = json.loads(rrsync(world, tmp_path, "status", "--json").stdout)
+    assert report["credentials"][0]["state"] == "ok"
+    rows = {r["resource"]: r for r in report["resources"]}
+    assert rows["orders"]["rows"] == 150
+    assert rows["orders"]["last_run"]["status"] == "succeeded"
+    assert rows["invoices"]["last_run"] is None
+    assert report["next_run"].endswith("T02:00:00+00:00")
+
+
+def test_sync_failure_is_one_line_and_exit_1(world: World, tmp_path: Path) -> None:
+    world.sim.set_faults(FaultRule(kind="status", status=400))
+    result = rrsync(world, tmp_path, "sync", "partners")
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if line.startswith("rrsync: error:")]
+    assert len(error) == 1
+    assert "HTTP 400" in error[0] and "partners" in error[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_sync_unknown_resource_is_a_usage_error(world: World, tmp_path: Path) -> None:
+    result = rrsync(world, tmp_path, "sync", "trucks")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("rrsync: error: unknown resource 'trucks'")
+
+
+def test_sigterm_stops_an_inline_sync_at_a_page_boundary(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    slow = SimulatorConfig(records=600, faults=(FaultRule(kind="latency", latency=0.05),))
+    env = {"SYNC_PAGE_SIZE": "20", "SYNC_CONCURRENCY": "1"}
+    with make_world(sqlite_url, tmp_path, slow, **env) as world:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "worker", "sync", "orders"],
+            env={**os.environ, **world.env},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(r.pages >= 3 for r in recent_runs(world.engine, "orders")):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=60)
+        assert child.returncode == 1
+        assert "stopped at a page boundary" in err
+        (run,) = recent_runs(world.engine, "orders")
+        assert run.status == "interrupted"
+        with world.engine.connect() as conn:
+            stored = conn.exec_driver_sql("SELECT count(*) FROM rr_orders").scalar_one()
+        assert stored == run.records < 600  # every committed page, and nothing half-written
+
+
+def test_enqueue_and_wait(
+    world: World, tmp_path: Path, use_environment: Callable[..., Any]
+) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import make_app
+
+    app = make_app(use_environment(**world.env))
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
+        sent = rrsync(world, tmp_path, "sync", "--enqueue", "--json", "bills")
+        assert sent.returncode == 0, sent.stderr
+        task_id = json.loads(sent.stdout)["bills"]
+        assert len(task_id) == 36
+        waited = rrsync(world, tmp_path, "sync", "--enqueue", "--wait", "partners", "bills")
+        assert waited.returncode == 0, waited.stderr
+        assert waited.stdout.count("SUCCESS") == 2
+        world.sim.set_faults(FaultRule(kind="status", status=404))
+        failed = rrsync(world, tmp_path, "sync", "--enqueue", "--wait", "orders")
+        assert failed.returncode == 1
+        assert "HTTP 404" in failed.stderr
+    statuses = {(r.resource, r.status, r.trigger) for r in recent_runs(world.engine)}
+    assert ("bills", "succeeded", "celery") in statuses
+    assert ("orders", "failed", "celery") in statuses
+
+
+def test_simulator_command(tmp_path: Path) -> None:
+    import urllib.request
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "worker", "simulator", "--port", "0", "--records", "10"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    url = line.split(" on ", 1)[1].split()[0]
+    with urllib.request.urlopen(f"{url}/.well-known/openid-configuration") as answer:  # noqa: S310
+        assert json.loads(answer.read())["token_endpoint"] == f"{url}/oauth/token"
+    assert "rrsync-demo-secret" not in line
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=30) == 0

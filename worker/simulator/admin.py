@@ -36,8 +36,14 @@ def is_loopback(address: str) -> bool:
 
 
 class AdminEndpoints:
-    def __init__(self, dataset: Dataset, counters: Counters, faults: FaultInjector,
-                 mutation: LiveMutation, oauth: AuthorizationServer) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        counters: Counters,
+        faults: FaultInjector,
+        mutation: LiveMutation,
+        oauth: AuthorizationServer,
+    ) -> None:
         self._dataset = dataset
         self._counters = counters
         self._faults = faults
@@ -47,10 +53,10 @@ class AdminEndpoints:
     def handle(self, request: Request) -> Response:
         if not is_loopback(request.peer):
             return api_error(403, "the admin API only answers loopback clients")
-        name = request.path[len(PREFIX):]
+        name = request.path[len(PREFIX) :]
         method = "GET" if request.method == "HEAD" else request.method
         if name.startswith("dump/") and method == "GET":
-            resource = name[len("dump/"):]
+            resource = name[len("dump/") :]
             if resource not in RESOURCES:
                 return api_error(404, f"unknown resource {resource!r}")
             return json_response(200, self._dataset.dump(resource))
@@ -60,8 +66,13 @@ class AdminEndpoints:
             return json_response(200, [rule.to_dict() for rule in self._faults.rules()])
         if (method, name) == ("GET", "mutation"):
             return json_response(200, self._mutation.rates())
-        if method == "POST" and name in ("reset-counters", "revoke", "faults", "mutate",
-                                         "mutation"):
+        if method == "POST" and name in (
+            "reset-counters",
+            "revoke",
+            "faults",
+            "mutate",
+            "mutation",
+        ):
             try:
                 return self._post(name, orjson.loads(request.body) if request.body else None)
             except (orjson.JSONDecodeError, ValueError, TypeError) as error:

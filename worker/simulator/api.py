@@ -34,7 +34,7 @@ def route_of(path: str) -> tuple[str, str | None] | None:
     """(resource, record id or None) for an API path, None if no such route."""
     if not path.startswith(PREFIX):
         return None
-    parts = path[len(PREFIX):].split("/")
+    parts = path[len(PREFIX) :].split("/")
     if parts[0] not in RESOURCES or len(parts) > 2 or (len(parts) == 2 and not parts[1]):
         return None
     return parts[0], parts[1] if len(parts) == 2 else None
@@ -62,8 +62,13 @@ def parse_timestamp(text: str) -> int | None:
 
 
 class DataApi:
-    def __init__(self, config: SimulatorConfig, dataset: Dataset, oauth: AuthorizationServer,
-                 after_read: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        dataset: Dataset,
+        oauth: AuthorizationServer,
+        after_read: Callable[[], None],
+    ) -> None:
         self._config = config
         self._dataset = dataset
         self._oauth = oauth
@@ -74,8 +79,9 @@ class DataApi:
         if token is None or self._oauth.check_access(token) is None:
             return unauthorized(request)
         resource, record_id = route
-        response = self._list(request, resource) if record_id is None \
-            else self._get(resource, record_id)
+        response = (
+            self._list(request, resource) if record_id is None else self._get(resource, record_id)
+        )
         if response.status == 200:
             self._after_read()
         return response
@@ -104,13 +110,15 @@ class DataApi:
         tail = f'],"offset":{offset},"limit":{limit}'
         if self._config.include_total:
             tail += f',"total":{page.total}'
-        body = b"".join((b'{"', resource.encode(), b'":[', b",".join(page.items),
-                         tail.encode(), b"}"))
+        body = b"".join(
+            (b'{"', resource.encode(), b'":[', b",".join(page.items), tail.encode(), b"}")
+        )
         return Response(200, body)
 
 
-def _integer(params: dict[str, str], name: str, default: int, low: int, high: int,
-             problems: list[str]) -> int:
+def _integer(
+    params: dict[str, str], name: str, default: int, low: int, high: int, problems: list[str]
+) -> int:
     text = params.get(name)
     if text is None:
         return default

@@ -42,11 +42,13 @@ class App:
         self.dataset = Dataset({name: config.size_of(name) for name in RESOURCES}, config.seed)
         self.oauth = AuthorizationServer(config, self.counters)
         self.faults = FaultInjector(config.faults, config.seed)
-        self.mutation = LiveMutation(self.dataset, self.counters, config.mutation_per_request,
-                                     config.mutation_per_second)
+        self.mutation = LiveMutation(
+            self.dataset, self.counters, config.mutation_per_request, config.mutation_per_second
+        )
         self._api = api.DataApi(config, self.dataset, self.oauth, self.mutation.after_read)
-        self._admin = AdminEndpoints(self.dataset, self.counters, self.faults, self.mutation,
-                                     self.oauth)
+        self._admin = AdminEndpoints(
+            self.dataset, self.counters, self.faults, self.mutation, self.oauth
+        )
         endpoints = OAuthEndpoints(config, self.oauth, self.counters)
         # path -> (the one method it takes, handler); GET routes also answer HEAD.
         self._fixed: dict[str, tuple[str, Handler]] = {
@@ -88,7 +90,7 @@ class App:
             if rule is not None:
                 # Cut the JSON in half; Content-Length will match the cut body, so the client
                 # gets a complete HTTP message whose JSON is broken.
-                half = response.body[:len(response.body) // 2]
+                half = response.body[: len(response.body) // 2]
                 response = dataclasses.replace(response, body=half)
         self.counters.add_to("requests", f"{method} {template} {response.status}")
         return response

@@ -63,8 +63,9 @@ class Dataset:
     atomic with respect to every request.
     """
 
-    def __init__(self, sizes: Mapping[str, int], seed: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, sizes: Mapping[str, int], seed: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._factory = RecordFactory(seed)
@@ -79,8 +80,14 @@ class Dataset:
             table.next_number = len(rows) + 1
             self._tables[resource] = table
 
-    def page(self, resource: str, offset: int, limit: int, start_ms: int | None = None,
-             end_ms: int | None = None) -> Page:
+    def page(
+        self,
+        resource: str,
+        offset: int,
+        limit: int,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> Page:
         """Records with start_ms <= updated_at < end_ms, ordered by (updated_at, id)."""
         table = self._tables[resource]
         with self._lock:
@@ -91,7 +98,7 @@ class Dataset:
             total = max(0, high - low)
             first = low + offset
             rows = table.rows
-            items = [rows[record_id][1] for _, record_id in keys[first:min(first + limit, high)]]
+            items = [rows[record_id][1] for _, record_id in keys[first : min(first + limit, high)]]
         return Page(items, total)
 
     def get(self, resource: str, record_id: str) -> bytes | None:

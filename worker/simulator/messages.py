@@ -64,24 +64,30 @@ def json_response(status: int, payload: Any, headers: Headers = ()) -> Response:
 def api_error(status: int, message: str | list[str], headers: Headers = ()) -> Response:
     """The data API's (NestJS) error envelope; `message` is a list for validation errors (400)."""
     return json_response(
-        status, {"statusCode": status, "message": message, "error": reason(status)}, headers)
+        status, {"statusCode": status, "message": message, "error": reason(status)}, headers
+    )
 
 
 def html_page(status: int, title: str, body_html: str, headers: Headers = ()) -> Response:
     document = (
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        '<!doctype html><html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head><body>{body_html}</body></html>"
     )
     # X-Frame-Options: login and consent pages must not be framed (RFC 6749 section 10.13,
     # clickjacking).
-    return Response(status, document.encode(), "text/html; charset=utf-8",
-                    (*NO_STORE, ("X-Frame-Options", "DENY"), *headers))
+    return Response(
+        status,
+        document.encode(),
+        "text/html; charset=utf-8",
+        (*NO_STORE, ("X-Frame-Options", "DENY"), *headers),
+    )
 
 
 def error_page(message: str) -> Response:
     """An authorization error shown to the user instead of redirecting (RFC 6749 4.1.2.1)."""
-    return html_page(400, "Authorization error",
-                     f"<h1>Authorization error</h1><p>{html.escape(message)}</p>")
+    return html_page(
+        400, "Authorization error", f"<h1>Authorization error</h1><p>{html.escape(message)}</p>"
+    )
 
 
 def redirect(location: str) -> Response:
@@ -95,8 +101,9 @@ def parse_params(text: str) -> tuple[dict[str, str], frozenset[str]]:
     Callers decide what a repeated name means: OAuth (RFC 6749 section 3.1) and the API both
     reject it, naming the parameter.
     """
-    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, errors="strict",
-                                   max_num_fields=MAX_FIELDS)
+    pairs = urllib.parse.parse_qsl(
+        text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS
+    )
     params: dict[str, str] = {}
     repeated: set[str] = set()
     for name, value in pairs:
@@ -123,6 +130,7 @@ def unauthorized(request: Request, description: str = "invalid or expired token"
         # RFC 6750 section 3.1: no credentials at all -> no error code in the challenge.
         challenge = 'Bearer realm="roserocket"'
     else:
-        challenge = f'Bearer realm="roserocket", error="invalid_token", ' \
-                    f'error_description="{description}"'
+        challenge = (
+            f'Bearer realm="roserocket", error="invalid_token", error_description="{description}"'
+        )
     return api_error(401, "Unauthorized", (("WWW-Authenticate", challenge),))

@@ -21,8 +21,9 @@ MIN_TICK = 0.02
 
 
 class LiveMutation:
-    def __init__(self, dataset: Dataset, counters: Counters, per_request: int,
-                 per_second: float) -> None:
+    def __init__(
+        self, dataset: Dataset, counters: Counters, per_request: int, per_second: float
+    ) -> None:
         self._dataset = dataset
         self._counters = counters
         self._per_request = per_request
@@ -47,7 +48,8 @@ class LiveMutation:
         When this returns, no background batch at the old rate is still in flight.
         """
         if (per_request is not None and per_request < 0) or (
-                per_second is not None and per_second < 0):
+            per_second is not None and per_second < 0
+        ):
             raise ValueError("mutation rates must be >= 0")
         with self._changed:
             if per_request is not None:
@@ -60,8 +62,7 @@ class LiveMutation:
         return {"per_request": self._per_request, "per_second": self._per_second}
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="rr-simulator-mutation",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="rr-simulator-mutation", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -34,8 +34,13 @@ USER_EMAIL = "dispatcher@example.com"
 class OAuthError(Exception):
     """An OAuth error response (RFC 6749 section 5.2): `error` code, description, HTTP status."""
 
-    def __init__(self, error: str, description: str, status: int = 400,
-                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status: int = 400,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
@@ -132,8 +137,9 @@ def pkce_matches(verifier: str, challenge: str, method: str) -> bool:
 class AuthorizationServer:
     """Clients, codes and token families; thread-safe (one lock around all state)."""
 
-    def __init__(self, config: SimulatorConfig, counters: Counters,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: SimulatorConfig, counters: Counters, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
         self.issuer = ""  # "<base url>/", set by the server once its address is known
         self._counters = counters
@@ -151,7 +157,8 @@ class AuthorizationServer:
     def authenticate(self, client_id: str, client_secret: str) -> bool:
         # Constant-time comparisons, as a real authorization server would do.
         return self.is_client(client_id) and hmac.compare_digest(
-            client_secret.encode(), self.config.client_secret.encode())
+            client_secret.encode(), self.config.client_secret.encode()
+        )
 
     # -- consent and codes ---------------------------------------------------------------------
 
@@ -179,16 +186,18 @@ class AuthorizationServer:
         now = self._clock()
         with self._lock:
             codes = self._stores.codes
-            for stale in [key for key, entry in codes.items()
-                          if entry.expires_at <= now and not entry.used]:
+            for stale in [
+                key for key, entry in codes.items() if entry.expires_at <= now and not entry.used
+            ]:
                 del codes[stale]
             codes[code] = _Code(request, now + self.config.code_ttl)
         return code
 
     # -- grants --------------------------------------------------------------------------------
 
-    def exchange_code(self, client_id: str, code: str, redirect_uri: str,
-                      code_verifier: str | None) -> TokenSet:
+    def exchange_code(
+        self, client_id: str, code: str, redirect_uri: str, code_verifier: str | None
+    ) -> TokenSet:
         """grant_type=authorization_code (RFC 6749 section 4.1.3)."""
         now = self._clock()
         with self._lock:
@@ -211,9 +220,11 @@ class AuthorizationServer:
                 if code_verifier is not None:
                     raise invalid_grant("code_verifier sent but no code_challenge was")
             elif code_verifier is None or not pkce_matches(
-                    # RFC 7636 section 4.3: no method means "plain".
-                    code_verifier, request.code_challenge,
-                    request.code_challenge_method or "plain"):
+                # RFC 7636 section 4.3: no method means "plain".
+                code_verifier,
+                request.code_challenge,
+                request.code_challenge_method or "plain",
+            ):
                 raise invalid_grant("code_verifier does not match the code_challenge")
             entry.used = True
             family = _Family(client_id, request.scope, now + self.config.refresh_ttl)
@@ -306,11 +317,18 @@ class AuthorizationServer:
             self._stores.refresh[refresh_token] = _Refresh(family)
         id_token = None
         if "openid" in family.scope:
-            id_token = self._jwt({
-                "iss": self.issuer, "sub": self.subject, "aud": family.client_id,
-                "iat": int(now), "exp": int(now + 36_000),
-                "name": USER_NAME, "email": USER_EMAIL, "email_verified": True,
-            })
+            id_token = self._jwt(
+                {
+                    "iss": self.issuer,
+                    "sub": self.subject,
+                    "aud": family.client_id,
+                    "iat": int(now),
+                    "exp": int(now + 36_000),
+                    "name": USER_NAME,
+                    "email": USER_EMAIL,
+                    "email_verified": True,
+                }
+            )
         return TokenSet(access_token, int(ttl), " ".join(family.scope), refresh_token, id_token)
 
     def _jwt(self, claims: dict[str, object]) -> str:

@@ -84,36 +84,46 @@ def _with_query(uri: str, params: dict[str, str]) -> str:
 
 
 class OAuthEndpoints:
-    def __init__(self, config: SimulatorConfig, server: AuthorizationServer,
-                 counters: Counters) -> None:
+    def __init__(
+        self, config: SimulatorConfig, server: AuthorizationServer, counters: Counters
+    ) -> None:
         self.config = config
         self.server = server
         self.counters = counters
-        self._limiter = (SlidingWindowLimiter(*config.token_rate_limit)
-                         if config.token_rate_limit else None)
+        self._limiter = (
+            SlidingWindowLimiter(*config.token_rate_limit) if config.token_rate_limit else None
+        )
 
     # -- discovery -----------------------------------------------------------------------------
 
     def discovery(self, request: Request) -> Response:
         base = self.server.issuer.rstrip("/")
-        return json_response(200, {
-            "issuer": self.server.issuer,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/oauth/token",
-            "revocation_endpoint": f"{base}/oauth/revoke",
-            "userinfo_endpoint": f"{base}/userinfo",
-            "device_authorization_endpoint": f"{base}/oauth/device/code",
-            "scopes_supported": list(SCOPES_SUPPORTED),
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "grant_types_supported": list(GRANT_TYPES),
-            "code_challenge_methods_supported": ["S256", "plain"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic",
-                                                           "client_secret_post"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["HS256"],
-        })
+        return json_response(
+            200,
+            {
+                "issuer": self.server.issuer,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/oauth/token",
+                "revocation_endpoint": f"{base}/oauth/revoke",
+                "userinfo_endpoint": f"{base}/userinfo",
+                "device_authorization_endpoint": f"{base}/oauth/device/code",
+                "scopes_supported": list(SCOPES_SUPPORTED),
+                "response_types_supported": ["code"],
+                "response_modes_supported": ["query"],
+                "grant_types_supported": list(GRANT_TYPES),
+                "code_challenge_methods_supported": ["S256", "plain"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                ],
+                "revocation_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                ],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["HS256"],
+            },
+        )
 
     # -- authorization endpoint ----------------------------------------------------------------
 
@@ -169,8 +179,9 @@ class OAuthEndpoints:
         if challenge is not None and not PKCE_VALUE.fullmatch(challenge):
             return fail("invalid_request", "code_challenge must be 43-128 unreserved characters")
 
-        authorization = AuthorizationRequest(client_id, redirect_uri, scope, state, challenge,
-                                             method)
+        authorization = AuthorizationRequest(
+            client_id, redirect_uri, scope, state, challenge, method
+        )
         if self.config.consent == "approve":
             return self._approve(authorization)
         if self.config.consent == "deny":
@@ -193,15 +204,21 @@ class OAuthEndpoints:
 
     def _approve(self, authorization: AuthorizationRequest) -> Response:
         code = self.server.issue_code(authorization)
-        return redirect(_with_query(authorization.redirect_uri,
-                                    {"code": code, "state": authorization.state}))
+        return redirect(
+            _with_query(authorization.redirect_uri, {"code": code, "state": authorization.state})
+        )
 
     def _deny(self, authorization: AuthorizationRequest) -> Response:
-        return redirect(_with_query(authorization.redirect_uri, {
-            "error": "access_denied",
-            "error_description": "The user denied access",
-            "state": authorization.state,
-        }))
+        return redirect(
+            _with_query(
+                authorization.redirect_uri,
+                {
+                    "error": "access_denied",
+                    "error_description": "The user denied access",
+                    "state": authorization.state,
+                },
+            )
+        )
 
     def _consent_page(self, authorization: AuthorizationRequest) -> Response:
         # The form carries only an opaque transaction id: the parameters stay on the server, so
@@ -246,12 +263,17 @@ class OAuthEndpoints:
         if self._limiter is not None:
             wait = self._limiter.retry_after()
             if wait > 0:
-                raise OAuthError("too_many_requests", "Global limit has been reached", 429,
-                                 (("Retry-After", str(math.ceil(wait))),))
+                raise OAuthError(
+                    "too_many_requests",
+                    "Global limit has been reached",
+                    429,
+                    (("Retry-After", str(math.ceil(wait))),),
+                )
         params, repeated = self._form(request)
         if repeated:
-            raise OAuthError("invalid_request",
-                             f"parameters must not repeat: {', '.join(sorted(repeated))}")
+            raise OAuthError(
+                "invalid_request", f"parameters must not repeat: {', '.join(sorted(repeated))}"
+            )
         client_id = self._client(request, params)
         grant_type = params.get("grant_type")
         if grant_type is None:
@@ -260,8 +282,9 @@ class OAuthEndpoints:
             code, redirect_uri = params.get("code"), params.get("redirect_uri")
             if code is None or redirect_uri is None:
                 raise OAuthError("invalid_request", "code and redirect_uri are required")
-            return self.server.exchange_code(client_id, code, redirect_uri,
-                                             params.get("code_verifier")), grant_type
+            return self.server.exchange_code(
+                client_id, code, redirect_uri, params.get("code_verifier")
+            ), grant_type
         if grant_type == "refresh_token":
             refresh_token = params.get("refresh_token")
             if refresh_token is None:
@@ -289,16 +312,21 @@ class OAuthEndpoints:
     def device_code(self, request: Request) -> Response:
         # The endpoint exists on Rose Rocket's Auth0 tenant, but the grant is not enabled for
         # this client, which is how Auth0 answers.
-        return oauth_error_response(OAuthError(
-            "unauthorized_client", "the device code grant is not enabled for this client", 403))
+        return oauth_error_response(
+            OAuthError(
+                "unauthorized_client", "the device code grant is not enabled for this client", 403
+            )
+        )
 
     def userinfo(self, request: Request) -> Response:
         token = bearer_token(request)
         info = self.server.check_access(token) if token else None
         if info is None:
             return unauthorized(request)
-        return json_response(200, {"sub": info.subject, "name": USER_NAME, "email": USER_EMAIL,
-                                   "email_verified": True})
+        return json_response(
+            200,
+            {"sub": info.subject, "name": USER_NAME, "email": USER_EMAIL, "email_verified": True},
+        )
 
     # -- shared parsing ------------------------------------------------------------------------
 
@@ -342,8 +370,12 @@ class OAuthEndpoints:
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as error:
-            raise OAuthError("invalid_client", "malformed Basic credentials", 401,
-                             (("WWW-Authenticate", 'Basic realm="roserocket"'),)) from error
+            raise OAuthError(
+                "invalid_client",
+                "malformed Basic credentials",
+                401,
+                (("WWW-Authenticate", 'Basic realm="roserocket"'),),
+            ) from error
         client_id, _, client_secret = decoded.partition(":")
         # RFC 6749 section 2.3.1: id and secret are form-urlencoded before Basic encoding.
         return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(client_secret)

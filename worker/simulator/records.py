@@ -44,7 +44,14 @@ FULL_ID_PREFIX = {
 
 STATUSES: dict[str, tuple[str, ...]] = {
     "orders": (
-        "new", "quoted", "booked", "dispatched", "in-transit", "delivered", "invoiced", "cancelled",
+        "new",
+        "quoted",
+        "booked",
+        "dispatched",
+        "in-transit",
+        "delivered",
+        "invoiced",
+        "cancelled",
     ),
     "customers": ("active", "on-hold", "inactive"),
     "partners": ("active", "pending", "inactive"),
@@ -62,8 +69,9 @@ _STATUS_WEIGHTS: dict[str, tuple[int, ...]] = {
     "bills": (5, 15, 70, 5, 5),
 }
 
-_STATUS_CUMULATIVE = {name: tuple(itertools.accumulate(weights))
-                      for name, weights in _STATUS_WEIGHTS.items()}
+_STATUS_CUMULATIVE = {
+    name: tuple(itertools.accumulate(weights)) for name, weights in _STATUS_WEIGHTS.items()
+}
 
 # (city, state/province, postal prefix, country, lat, lng)
 _CITIES = (
@@ -89,37 +97,102 @@ _CITIES = (
     ("Kansas City", "MO", "64108", "US", 39.0997, -94.5786),
 )
 _STREETS = (
-    "King St W", "Rue Sainte-Catherine", "Industrial Pkwy", "Commerce Dr", "Logistics Blvd",
-    "Boulevard René-Lévesque", "Dock Rd", "Warehouse Way", "Airport Rd", "Chemin du Fleuve",
-    "Rail Yard Ave", "Harbor St",
+    "King St W",
+    "Rue Sainte-Catherine",
+    "Industrial Pkwy",
+    "Commerce Dr",
+    "Logistics Blvd",
+    "Boulevard René-Lévesque",
+    "Dock Rd",
+    "Warehouse Way",
+    "Airport Rd",
+    "Chemin du Fleuve",
+    "Rail Yard Ave",
+    "Harbor St",
 )
 _NAME_HEADS = (
-    "Northern", "Maple Leaf", "Great Lakes", "Prairie", "Atlantic", "Pacific", "Summit",
-    "Blue Ridge", "Lévesque", "Müller", "Côté", "Golden Gate", "Iron Horse", "Saint-Laurent",
-    "Zürich", "Evergreen", "Lone Star", "Red River",
+    "Northern",
+    "Maple Leaf",
+    "Great Lakes",
+    "Prairie",
+    "Atlantic",
+    "Pacific",
+    "Summit",
+    "Blue Ridge",
+    "Lévesque",
+    "Müller",
+    "Côté",
+    "Golden Gate",
+    "Iron Horse",
+    "Saint-Laurent",
+    "Zürich",
+    "Evergreen",
+    "Lone Star",
+    "Red River",
 )
 _NAME_TAILS = (
-    "Freight", "Logistics", "Foods", "Steel", "Distribution", "Paper", "Supply", "Chemicals",
-    "Transport", "Manufacturing", "Agri", "Building Products",
+    "Freight",
+    "Logistics",
+    "Foods",
+    "Steel",
+    "Distribution",
+    "Paper",
+    "Supply",
+    "Chemicals",
+    "Transport",
+    "Manufacturing",
+    "Agri",
+    "Building Products",
 )
 _NAME_SUFFIXES = ("Inc.", "Ltd.", "LLC", "Corp.", "Co.", "GmbH", "S.E.N.C.", "")
 _UNICODE_NAMES = ("中远物流有限公司", "Société Générale de Transport", "Bäckerei Müller & Söhne")
 # (display, ascii for email addresses)
 _FIRST = (
-    ("Amélie", "amelie"), ("José", "jose"), ("Jürgen", "juergen"), ("Wei", "wei"),
-    ("Priya", "priya"), ("Liam", "liam"), ("Chloé", "chloe"), ("Zoë", "zoe"),
-    ("Mateo", "mateo"), ("Fatima", "fatima"), ("Olivia", "olivia"), ("Björn", "bjorn"),
-    ("Hiroshi", "hiroshi"), ("Marc-André", "marc-andre"),
+    ("Amélie", "amelie"),
+    ("José", "jose"),
+    ("Jürgen", "juergen"),
+    ("Wei", "wei"),
+    ("Priya", "priya"),
+    ("Liam", "liam"),
+    ("Chloé", "chloe"),
+    ("Zoë", "zoe"),
+    ("Mateo", "mateo"),
+    ("Fatima", "fatima"),
+    ("Olivia", "olivia"),
+    ("Björn", "bjorn"),
+    ("Hiroshi", "hiroshi"),
+    ("Marc-André", "marc-andre"),
 )
 _LAST = (
-    ("Tremblay", "tremblay"), ("Gagnon", "gagnon"), ("Müller", "mueller"), ("Nguyen", "nguyen"),
-    ("Smith", "smith"), ("García", "garcia"), ("Côté", "cote"), ("Li", "li"),
-    ("Patel", "patel"), ("Johnson", "johnson"), ("Roy", "roy"), ("O'Brien", "obrien"),
+    ("Tremblay", "tremblay"),
+    ("Gagnon", "gagnon"),
+    ("Müller", "mueller"),
+    ("Nguyen", "nguyen"),
+    ("Smith", "smith"),
+    ("García", "garcia"),
+    ("Côté", "cote"),
+    ("Li", "li"),
+    ("Patel", "patel"),
+    ("Johnson", "johnson"),
+    ("Roy", "roy"),
+    ("O'Brien", "obrien"),
 )
 _COMMODITIES = (
-    "Frozen poultry", "Steel coils", "Paper rolls", "Auto parts", "Bottled water",
-    "Consumer electronics", "Lumber", "Furniture", "Maple syrup", "Bagged fertilizer",
-    "Café en grains", "Machinery parts", "Textiles", "Plastic resin", "瓷器 (porcelain)",
+    "Frozen poultry",
+    "Steel coils",
+    "Paper rolls",
+    "Auto parts",
+    "Bottled water",
+    "Consumer electronics",
+    "Lumber",
+    "Furniture",
+    "Maple syrup",
+    "Bagged fertilizer",
+    "Café en grains",
+    "Machinery parts",
+    "Textiles",
+    "Plastic resin",
+    "瓷器 (porcelain)",
 )
 _FREIGHT_CLASSES = ("50", "55", "60", "65", "70", "77.5", "85", "92.5", "100", "125", "150", "250")
 _SERVICES = ("LTL", "FTL", "Expedited", "Intermodal", "Partial")
@@ -133,8 +206,13 @@ _NOTES = (
     "Lumper fee pre-approved up to $150.",
     "Übergabe nur gegen Unterschrift.",
 )
-_ACCESSORIALS = (("LG", "Liftgate"), ("RES", "Residential delivery"), ("DET", "Detention"),
-                 ("INS", "Inside delivery"), ("APPT", "Appointment"))
+_ACCESSORIALS = (
+    ("LG", "Liftgate"),
+    ("RES", "Residential delivery"),
+    ("DET", "Detention"),
+    ("INS", "Inside delivery"),
+    ("APPT", "Appointment"),
+)
 _CONTACT_ROLES = ("billing", "dispatch", "owner")
 _PAYMENT_TERMS = ("NET15", "NET30", "NET45", "COD")
 _INSURERS = ("Intact Insurance", "Northbridge", "Travelers", "Great West Casualty", "Zurich")
@@ -259,8 +337,10 @@ def _billing(rng: random.Random, currency: str) -> Record:
         "subtotal_amount": subtotal / 100,
         "tax_amount": tax / 100,
         "total_amount": (subtotal + tax) / 100,
-        "line_items": [{"code": code, "description": description, "amount": cents / 100}
-                       for code, description, cents in amounts],
+        "line_items": [
+            {"code": code, "description": description, "amount": cents / 100}
+            for code, description, cents in amounts
+        ],
     }
 
 
@@ -275,29 +355,38 @@ class Pools:
 
     def __init__(self, seed: int) -> None:
         rng = random.Random(f"{seed}:pools")
-        self.companies = tuple((name, _domain(name)) for name in
-                               (_company(rng) for _ in range(600)))
+        self.companies = tuple(
+            (name, _domain(name)) for name in (_company(rng) for _ in range(600))
+        )
         self.people = tuple(
             (f"{first} {last}", f"{first_ascii}.{last_ascii}", _phone(rng))
-            for (first, first_ascii), (last, last_ascii) in
-            ((_pick(rng, _FIRST), _pick(rng, _LAST)) for _ in range(400))
+            for (first, first_ascii), (last, last_ascii) in (
+                (_pick(rng, _FIRST), _pick(rng, _LAST)) for _ in range(400)
+            )
         )
         self.addresses = tuple(_address(rng) for _ in range(1000))
         self.locations = tuple(
-            {"org_name": _pick(rng, self.companies)[0], **_pick(rng, self.addresses),
-             "contact_name": _pick(rng, self.people)[0], "phone": _phone(rng)}
+            {
+                "org_name": _pick(rng, self.companies)[0],
+                **_pick(rng, self.addresses),
+                "contact_name": _pick(rng, self.people)[0],
+                "phone": _phone(rng),
+            }
             for _ in range(1000)
         )
         commodities = tuple(_commodity(rng) for _ in range(1000))
         # Whole lists, not just items: one draw per record instead of one per item.
-        self.commodity_lists = tuple([_pick(rng, commodities) for _ in range(_int(rng, 1, 5))]
-                                     for _ in range(2000))
+        self.commodity_lists = tuple(
+            [_pick(rng, commodities) for _ in range(_int(rng, 1, 5))] for _ in range(2000)
+        )
         self.tag_sets = tuple(rng.sample(_TAGS, _int(rng, 0, 4)) for _ in range(256))
         self.equipment_sets = tuple(rng.sample(_EQUIPMENT, _int(rng, 1, 4)) for _ in range(256))
         self.scacs = tuple("".join(rng.choices(string.ascii_uppercase, k=4)) for _ in range(2000))
         # A lane's rates repeat from order to order; 1,500 distinct billings per currency.
-        self.billings = {currency: tuple(_billing(rng, currency) for _ in range(1500))
-                         for currency in ("USD", "CAD")}
+        self.billings = {
+            currency: tuple(_billing(rng, currency) for _ in range(1500))
+            for currency in ("USD", "CAD")
+        }
 
     def person(self, rng: random.Random, domain: str) -> Record:
         name, local, phone = _pick(rng, self.people)
@@ -305,8 +394,11 @@ class Pools:
 
     def stop(self, rng: random.Random, when: int) -> Record:
         window = _int(rng, 1, 5) * 3_600_000
-        return {**_pick(rng, self.locations), "appointment_start_at": iso_ms(when),
-                "appointment_end_at": iso_ms(when + window)}
+        return {
+            **_pick(rng, self.locations),
+            "appointment_start_at": iso_ms(when),
+            "appointment_end_at": iso_ms(when + window),
+        }
 
 
 @functools.lru_cache(maxsize=4)
@@ -332,8 +424,15 @@ class Refs:
             getattr(self, resource).append({**head, "name": record["name"]})
         elif resource == "orders":
             billing = record["billing"]
-            self.orders.append((record["id"], record["full_id"], record["customer"],
-                                billing["currency"], round(billing["total_amount"] * 100)))
+            self.orders.append(
+                (
+                    record["id"],
+                    record["full_id"],
+                    record["customer"],
+                    billing["currency"],
+                    round(billing["total_amount"] * 100),
+                )
+            )
         elif resource == "manifests":
             self.manifests.append((record["id"], record["full_id"], record["carrier"]))
 
@@ -355,8 +454,9 @@ def _weighted_status(rng: random.Random, resource: str) -> str:
     return STATUSES[resource][bisect.bisect(cumulative, rng.random() * cumulative[-1])]
 
 
-def _base(rng: random.Random, resource: str, number: int, created: int, updated: int,
-          version: int) -> Record:
+def _base(
+    rng: random.Random, resource: str, number: int, created: int, updated: int, version: int
+) -> Record:
     full_id = f"{FULL_ID_PREFIX[resource]}{number}"
     return {
         "id": _uuid(rng),
@@ -371,8 +471,10 @@ def _base(rng: random.Random, resource: str, number: int, created: int, updated:
 
 def build_customer(rng: random.Random, world: World, base: Record, created: int) -> Record:
     name, domain = _pick(rng, world.pools.companies)
-    contacts = [{**world.pools.person(rng, domain), "role": _pick(rng, _CONTACT_ROLES)}
-                for _ in range(_int(rng, 1, 4))]
+    contacts = [
+        {**world.pools.person(rng, domain), "role": _pick(rng, _CONTACT_ROLES)}
+        for _ in range(_int(rng, 1, 4))
+    ]
     return {
         **base,
         "external_id": None if rng.random() < 0.6 else f"ERP-{_int(rng, 0, 10**6):06d}",
@@ -413,8 +515,10 @@ def build_order(rng: random.Random, world: World, base: Record, created: int) ->
     pools = world.pools
     pickup = created + _int(rng, 1, 10) * _DAY_MS + _int(rng, 6, 16) * 3_600_000
     delivery = pickup + _int(rng, 1, 6) * _DAY_MS
-    references = [{"type": kind, "value": f"{kind}-{_int(rng, 0, 10**6):06d}"}
-                  for kind in ("PO", "BOL", "PRO")[: _int(rng, 1, 4)]]
+    references = [
+        {"type": kind, "value": f"{kind}-{_int(rng, 0, 10**6):06d}"}
+        for kind in ("PO", "BOL", "PRO")[: _int(rng, 1, 4)]
+    ]
     return {
         **base,
         "external_id": None if rng.random() < 0.5 else f"SF-{_int(rng, 0, 10**8):08d}",
@@ -433,20 +537,23 @@ def build_order(rng: random.Random, world: World, base: Record, created: int) ->
 
 def build_manifest(rng: random.Random, world: World, base: Record, created: int) -> Record:
     orders = world.refs.orders
-    order_ids = [orders[int(rng.random() * len(orders))][0]
-                 for _ in range(_int(rng, 1, 7) if orders else 0)]
+    order_ids = [
+        orders[int(rng.random() * len(orders))][0] for _ in range(_int(rng, 1, 7) if orders else 0)
+    ]
     first_stop = created + _int(rng, 1, 5) * _DAY_MS
     stops = []
     for sequence in range(1, _int(rng, 2, 6) + 1):
         city, state, _postal, country, _lat, _lng = _pick(rng, _CITIES)
-        stops.append({
-            "sequence": sequence,
-            "type": "pickup" if sequence == 1 else _pick(rng, ("pickup", "delivery")),
-            "city": city,
-            "state": state,
-            "country": country,
-            "scheduled_at": iso_ms(first_stop + (sequence - 1) * _int(rng, 4, 30) * 3_600_000),
-        })
+        stops.append(
+            {
+                "sequence": sequence,
+                "type": "pickup" if sequence == 1 else _pick(rng, ("pickup", "delivery")),
+                "city": city,
+                "state": state,
+                "country": country,
+                "scheduled_at": iso_ms(first_stop + (sequence - 1) * _int(rng, 4, 30) * 3_600_000),
+            }
+        )
     driver = None
     if rng.random() >= 0.15:
         name, _local, phone = _pick(rng, world.pools.people)

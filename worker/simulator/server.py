@@ -90,8 +90,11 @@ class _Handler(BaseHTTPRequestHandler):
         if response is None:  # a "drop" fault: close without a byte of response
             self.close_connection = True
             return
-        self._send(response, compress=self.server.app.config.gzip and _accepts_gzip(
-            self.headers.get("Accept-Encoding")))
+        self._send(
+            response,
+            compress=self.server.app.config.gzip
+            and _accepts_gzip(self.headers.get("Accept-Encoding")),
+        )
 
     def _read_body(self) -> bytes | None:
         """The request body, or None after answering a framing error."""
@@ -122,8 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._linger = True
         self._send(api_error(status, message))
 
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own rejections (bad request line, 414, 431, ...) in our JSON envelope.
         self._refuse(code, message or reason(code))
 
@@ -229,8 +231,12 @@ class Simulator:
         self._server = server
         self._port = int(server.server_address[1])
         self._app.oauth.issuer = self.url + "/"
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="rr-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="rr-simulator",
+            daemon=True,
+        )
         self._thread.start()
         self._app.mutation.start()
         return self
@@ -249,8 +255,12 @@ class Simulator:
     def __enter__(self) -> Simulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -319,8 +329,11 @@ def serve(config: SimulatorConfig) -> None:
     try:
         with Simulator(config) as simulator:
             # Never the client secret: this line ends up in terminals and logs.
-            print(f"Rose Rocket simulator on {simulator.url} (client_id {config.client_id}, "
-                  f"redirect_uri {config.redirect_uri})", flush=True)
+            print(
+                f"Rose Rocket simulator on {simulator.url} (client_id {config.client_id}, "
+                f"redirect_uri {config.redirect_uri})",
+                flush=True,
+            )
             stop.wait()
     finally:
         for sig, handler in previous.items():

@@ -15,65 +15,23 @@ staging table and one ``INSERT ... SELECT ... ON CONFLICT``, measured faster tha
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from worker.clock import parse_timestamp, utcnow
-from worker.resources import Column, Resource
+from worker.clock import utcnow
+from worker.resources import Resource
 from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.rows import Row, RowBuilder
 from worker.warehouse.runs import advance_cursor, update_run
-from worker.warehouse.schema import resource_tables, sqlite_timestamp
-
-log = logging.getLogger(__name__)
+from worker.warehouse.schema import resource_tables
 
 Fence = Callable[[sa.Connection], None]
-
-
-def _extract(record: dict[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = record
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _coerce(value: Any, column: Column) -> Any:
-    """The JSON value as the column's Python type; ValueError when it does not fit."""
-    if value is None:
-        return None
-    kind = column.type
-    if kind == "text":
-        if isinstance(value, dict | list):
-            raise ValueError("an object or array")
-        return value if isinstance(value, str) else orjson.dumps(value).decode()
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        raise ValueError(repr(value))
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(repr(value))
-        return int(value)
-    if kind == "numeric":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(repr(value))
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(repr(value))
-    return parse_timestamp(value)
-
-
-def _as_is(value: datetime) -> datetime:
-    return value
 
 
 class Loader:
@@ -86,10 +44,8 @@ class Loader:
         self.run_id = run_id
         self.table = resource_tables[resource.name]
         self.postgres = is_postgres(engine)
-        self._paths = [(c, tuple(c.path.split("."))) for c in resource.columns]
-        self._names = ["id", *(c.name for c in resource.columns), "data", "updated_at"]
-        self._names += ["synced_at", "deleted_at"]
-        self._bad_columns: set[str] = set()
+        self._builder = RowBuilder(resource, self.postgres)
+        self._names = self._builder.columns
         self._statement = self._postgres_statement() if self.postgres else self._sqlite_statement()
 
     # -- statements, built once per run -------------------------------------------------------
@@ -119,72 +75,40 @@ class Loader:
 
     def _postgres_statement(self) -> str:
         stage = sa.table(self._stage, *(sa.column(n) for n in self._names))
-        insert = postgresql.insert(self.table).from_select(
-            self._names, sa.select(*(stage.c[n] for n in self._names))
+        # One row per id (ON CONFLICT may not touch a row twice in one statement): a batch of
+        # pages can carry an id twice when a record changed between two of them.
+        newest = (
+            sa.select(*(stage.c[n] for n in self._names))
+            .ext(postgresql.distinct_on(stage.c.id))
+            .order_by(stage.c.id, stage.c.updated_at.desc())
         )
+        insert = postgresql.insert(self.table).from_select(self._names, newest)
         return str(self._on_conflict(insert).compile(dialect=self.engine.dialect))
-
-    # -- rows ---------------------------------------------------------------------------------
-
-    def _rows(
-        self, records: Sequence[dict[str, Any]], updated: Sequence[datetime], synced: datetime
-    ) -> list[tuple[Any, ...]]:
-        # One row per id: a page could carry an id twice, which PostgreSQL's ON CONFLICT
-        # refuses within one statement. The later (newer) occurrence wins.
-        by_id: dict[str, tuple[Any, ...]] = {}
-        stamp = _as_is if self.postgres else sqlite_timestamp
-        synced_value = stamp(synced)
-        id_field = self.resource.id_field
-        for record, updated_at in zip(records, updated, strict=True):
-            typed = []
-            for column, path in self._paths:
-                try:
-                    value = _coerce(_extract(record, path), column)
-                except ValueError as exc:
-                    self._warn_once(column, record.get(id_field), exc)
-                    value = None
-                typed.append(stamp(value) if isinstance(value, datetime) else value)
-            row_id = str(record[id_field])
-            data = orjson.dumps(record).decode()
-            by_id[row_id] = (row_id, *typed, data, stamp(updated_at), synced_value, None)
-        return list(by_id.values())
-
-    def _warn_once(self, column: Column, record_id: Any, problem: ValueError) -> None:
-        if column.name not in self._bad_columns:
-            self._bad_columns.add(column.name)
-            log.warning(
-                "%s: %s of record %s is %s, not %s; stored NULL in %s (the raw record is in data)",
-                self.resource.name,
-                column.path,
-                record_id,
-                problem,
-                column.type,
-                column.name,
-            )
 
     # -- writing ------------------------------------------------------------------------------
 
+    def rows(self, records: Sequence[dict[str, Any]]) -> list[Row]:
+        """The driver's rows for these records. Pure CPU work and thread-safe, so the fetcher
+        threads do it while this loader's thread is writing (see sync.py)."""
+        return self._builder.rows(records, utcnow())
+
     def commit(
         self,
-        records: Sequence[dict[str, Any]],
-        updated: Sequence[datetime],
+        rows: Sequence[Row],
         cursor: datetime | None,
         counters: dict[str, int],
         fence: Fence,
-    ) -> int:
-        """Upsert one page and checkpoint it, atomically. Returns the rows written."""
-        synced = utcnow()
-        rows = self._rows(records, updated, synced)
+    ) -> None:
+        """Upsert rows and checkpoint them, atomically."""
         with self.engine.begin() as conn:
             fence(conn)
             if rows:
                 self._write(conn, rows)
             if cursor is not None:
                 advance_cursor(conn, self.resource.name, self.org, cursor)
-            update_run(conn, self.run_id, heartbeat_at=synced, **counters)
-        return len(rows)
+            update_run(conn, self.run_id, heartbeat_at=utcnow(), **counters)
 
-    def _write(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
         if not self.postgres:
             conn.exec_driver_sql(self._statement, rows)
             return

@@ -1,0 +1,39 @@
+"""worker/demo.py: `rrsync demo` end to end, from a directory with a hostile .env."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DATABASE_URL=postgresql://nobody@nowhere/none\nSYNC_RESOURCES=trucks\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROSEROCKET_", "SYNC_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "demo"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for step in ("full sync:", "incremental sync:", "rrsync status:", "sqlite3 var/demo/"):
+        assert step in out
+    assert "failed" not in out
+    database = tmp_path / "var" / "demo" / "rrsync-demo.db"
+    engine = sa.create_engine(f"sqlite:///{database}")
+    with engine.connect() as conn:
+        orders = conn.execute(sa.text("SELECT count(*) FROM rr_orders")).scalar_one()
+        runs = conn.execute(sa.text("SELECT count(*) FROM rrsync_runs")).scalar_one()
+    assert orders >= 1000
+    assert runs == 12  # a full and an incremental run of six resources
+    assert dotenv.read_text().startswith("DATABASE_URL=postgresql://nobody")  # untouched
+    assert "rrsync-demo-secret" not in out + result.stderr
