@@ -12,12 +12,15 @@ Redelivery is safe (acks_late): a duplicate finds the resource's lease held and 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from datetime import timedelta
 from typing import Any
 
+from billiard.process import active_children
 from celery import Task, group, shared_task
-from celery.signals import setup_logging, worker_shutting_down
+from celery.signals import setup_logging, worker_process_init, worker_shutting_down
 
 from config.settings import get_settings
 from worker import resources
@@ -30,14 +33,29 @@ from worker.warehouse.broker import purge_delivered_messages
 
 log = logging.getLogger(__name__)
 
-# Set on warm shutdown (SIGTERM): a running sync stops at its next page boundary and is
-# re-queued, so a deploy does not wait for a three-hour sync to finish.
+# Set on warm shutdown (SIGTERM to the worker): a running sync stops at its next page
+# boundary and is re-queued, so a deploy does not wait for a three-hour sync to finish.
 shutting_down = threading.Event()
+# The prefork pool's processes never hear of a warm shutdown (Celery just waits for them), so
+# the worker tells them with a signal of its own: a real-time one, because billiard takes over
+# the classic ones (SIGTERM, SIGUSR1, SIGUSR2...) in pool processes. Linux only; elsewhere a
+# warm shutdown waits for the sync to finish, as Celery always does.
+_STOP_SIGNAL: int | None = signal.SIGRTMIN + 1 if hasattr(signal, "SIGRTMIN") else None
+
+
+@worker_process_init.connect
+def _stop_on_signal_in_pool_process(**_: Any) -> None:
+    if _STOP_SIGNAL is not None:
+        signal.signal(_STOP_SIGNAL, lambda _signum, _frame: shutting_down.set())
 
 
 @worker_shutting_down.connect
 def _on_shutdown(**_: Any) -> None:
-    shutting_down.set()
+    shutting_down.set()  # the solo and threads pools run tasks in this very process
+    if _STOP_SIGNAL is not None:
+        for child in active_children():
+            if child.pid is not None:
+                os.kill(child.pid, _STOP_SIGNAL)
 
 
 @setup_logging.connect

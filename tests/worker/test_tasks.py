@@ -306,3 +306,24 @@ def test_embedded_broker_resumes_from_the_checkpoint_on_the_next_tick(
         assert succeeded.cursor_before is not None, "resumed from the committed cursor"
         assert succeeded.records <= 600 - partial + 25  # one page of overlap, not a restart
         assert "abandoned" in [r.status for r in runs]
+
+
+def test_sigterm_to_a_prefork_worker_stops_the_sync_at_a_page_boundary(
+    sqlite_url: str, tmp_path: Path, processes: Callable[..., Process]
+) -> None:
+    slow = SimulatorConfig(records=800, faults=(FaultRule(kind="latency", latency=0.1),))
+    with make_world(sqlite_url, tmp_path, slow, **SLOW_SYNC) as world:
+        worker = processes(world.env, tmp_path, "worker", "-P", "prefork", "-c", "1")
+        app = make_app(get_settings_from(world.env))
+        app.send_task("rrsync.sync_resource", args=("orders",))
+        wait_for(lambda: _rows(world, "orders") >= 100, 60, "the first pages")
+        worker.popen.send_signal(signal.SIGTERM)  # warm shutdown, as `docker stop` does
+        worker.popen.wait(timeout=30)  # the full sync would take ~4 s more at this pace
+        interrupted = recent_runs(world.engine, "orders")[0]
+        assert interrupted.status == "interrupted", worker.output()[-2000:]
+        assert _rows(world, "orders") == interrupted.records < 800  # only whole pages
+        # the task was re-queued: the next worker finishes it from the checkpoint
+        processes(world.env, tmp_path, "worker", "-P", "prefork", "-c", "1")
+        wait_for(lambda: _succeeded(world, "orders"), 120, "the re-queued task")
+        world.sim.set_faults()
+        assert_matches_source(world, "orders")
