@@ -7,6 +7,7 @@ so "down" is a real failure) and is skipped with the reason elsewhere.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -17,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings, get_settings, load_settings
+from worker.logs import registered_secrets
 
 PG_ADMIN_URL = os.environ.get("RRSYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -129,3 +131,16 @@ def use_environment(
 
     yield apply
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test, at DEBUG: no log record (message or traceback, before any redaction) may
+    carry a value rrsync registered as secret (tokens, codes, verifiers, client secrets)."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    plain = logging.Formatter("%(name)s %(message)s")
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    text = "\n".join(plain.format(record) for record in records)
+    leaked = [f"{s[:4]}...({len(s)} chars)" for s in registered_secrets() if s in text]
+    assert leaked == [], "secrets reached the logs"

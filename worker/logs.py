@@ -75,11 +75,15 @@ def register_secret(value: str | None) -> None:
             _known.popitem(last=False)
 
 
+def registered_secrets() -> list[str]:
+    """The values :func:`register_secret` has seen (for tests that prove nothing leaked)."""
+    with _known_lock:
+        return list(_known)
+
+
 def redact(text: str) -> str:
     """``text`` with every secret-looking part and every registered secret replaced."""
-    with _known_lock:
-        known = list(_known)
-    for value in known:
+    for value in registered_secrets():
         if value in text:
             text = text.replace(value, REDACTED)
     for pattern, replacement in _PATTERNS:

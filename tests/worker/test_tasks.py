@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from celery.contrib.testing.worker import start_worker
 from config.celery import make_app
 from config.settings import get_settings
 from tests.support import World, assert_matches_source, make_world
+from worker.logs import registered_secrets
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.warehouse.runs import recent_runs
 
@@ -148,6 +150,11 @@ def processes() -> Iterator[Callable[..., Process]]:
     yield start
     for process in started:
         process.stop()
+    # the workers' own logs (their tokens were never registered in this process): nothing
+    # shaped like a token, and none of the secrets this process knows
+    logs = "\n".join(process.output() for process in started)
+    assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.|\bv1\.[A-Za-z0-9_-]{20,}", logs)
+    assert [s for s in registered_secrets() if s in logs] == []
 
 
 def _succeeded(world: World, resource: str, after_id: int = 0) -> bool:

@@ -158,7 +158,7 @@ class World:
     def secrets(self) -> list[str]:
         """Every secret this world knows of: the client secret, the key, the stored tokens,
         and everything rrsync registered for redaction (codes, verifiers, older tokens)."""
-        known = [CLIENT_SECRET, *self.extra_secrets, *worker.logs._known]
+        known = [CLIENT_SECRET, *self.extra_secrets, *worker.logs.registered_secrets()]
         if self.settings.token_key_file.exists():
             known.append(self.settings.token_key_file.read_text().strip())
         for row in rows.read_all(self.engine):
