@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -278,9 +279,11 @@ _END = object()
 Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into rows
 
 # A transaction per page costs more than the page's rows on SQLite (every commit rewrites the
-# touched B-tree pages into the WAL), so pages that are already waiting are committed together,
-# up to this many records. A slow API still gets a commit per page: nothing waits for company.
+# touched B-tree pages into the WAL): pages are committed in batches of this many records, or of
+# whatever arrived within BATCH_SECONDS of the batch's first page, whichever comes first. So a
+# fast API gets few, large transactions, and a slow one still a commit every half second.
 BATCH_RECORDS = 2000
+BATCH_SECONDS = 0.5
 
 
 @contextmanager
@@ -290,8 +293,8 @@ def _fetching(
     first: Page,
     prepare: Callable[[list[dict[str, Any]]], list[Row]],
 ) -> Iterator[Iterator[list[Loaded]]]:
-    """Read every slice on its own thread; yields batches of the pages that have arrived, in
-    this thread (a batch: one page, plus those already waiting, up to ``BATCH_RECORDS``).
+    """Read every slice on its own thread; yields batches of the pages as they arrive, in this
+    thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
 
     The fetchers also ``prepare`` the rows (decoding and building rows is the Python-heavy
     part; the writer's time goes to the database driver, which releases the GIL), so the two
@@ -333,10 +336,12 @@ def _fetching(
         running = len(threads)
         batch: list[Loaded] = []
         size = 0
+        deadline = 0.0
         while running:
             try:
-                item = chunks.get(block=not batch)
-            except queue.Empty:  # nothing more waiting: commit what we have
+                wait = max(0.0, deadline - time.monotonic()) if batch else None
+                item = chunks.get(timeout=wait)
+            except queue.Empty:  # the batch's time is up: commit what we have
                 yield batch
                 batch, size = [], 0
                 continue
@@ -348,6 +353,8 @@ def _fetching(
                 raise item
             else:
                 loaded: Loaded = item  # type: ignore[assignment]
+                if not batch:
+                    deadline = time.monotonic() + BATCH_SECONDS
                 batch.append(loaded)
                 size += len(loaded[1])
                 if size >= BATCH_RECORDS:

@@ -1,0 +1,145 @@
+"""The harness's side of the simulator: start it in its own process, wait for it, log in, stop it.
+
+One simulator per scenario dataset, shared by every contender of the scenario: the dataset is
+static, so they all read the very same records, and its start-up (building 700,000 records takes
+a while) is paid once.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from worker.simulator import SimulatorConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_SIZE = 200  # the v1 API's maximum, and what every contender asks for
+_CLIENT = SimulatorConfig()  # the simulator's one registered client: its defaults
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """What a scenario's simulator serves."""
+
+    orders: int
+    customers: int
+    latency: float = 0.0  # seconds added to every API request
+
+    def count(self, resource: str) -> int:
+        return {"orders": self.orders, "customers": self.customers}[resource]
+
+    def pages(self, resource: str) -> int:
+        return math.ceil(self.count(resource) / PAGE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSimulator:
+    url: str
+    redirect_uri: str  # registered with the simulator; rrsync's bootstrap listens on it
+    pid: int
+    dataset: Dataset
+    startup_seconds: float  # process start to the port answering: mostly building the dataset
+
+    @property
+    def client_id(self) -> str:
+        return _CLIENT.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return _CLIENT.client_secret
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_simulator(
+    dataset: Dataset, log_dir: Path, timeout: float = 900.0
+) -> Iterator[RunningSimulator]:
+    """A simulator process serving ``dataset``, stopped on the way out."""
+    port = free_port()
+    redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+    argv = [
+        sys.executable, "-m", "benchmarks.simulator_process", "--port", str(port),
+        "--orders", str(dataset.orders), "--customers", str(dataset.customers),
+        "--latency", str(dataset.latency), "--redirect-uri", redirect_uri,
+    ]
+    label = f"simulator-{dataset.orders}-{dataset.customers}-{dataset.latency:g}"
+    with (log_dir / f"{label}.log").open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_port(process, port, timeout)
+            yield RunningSimulator(
+                url=f"http://127.0.0.1:{port}",
+                redirect_uri=redirect_uri,
+                pid=process.pid,
+                dataset=dataset,
+                startup_seconds=time.perf_counter() - started,
+            )
+        finally:
+            process.terminate()  # serve() stops cleanly on SIGTERM
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the simulator exited with code {process.returncode} at start-up")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the simulator did not answer on port {port} within {timeout:g} s")
+
+
+def access_token(sim: RunningSimulator) -> str:
+    """An access token for the baseline loaders: the authorization code flow with the
+    simulator's auto-consent (the redirect is read, not followed: nobody listens there)."""
+    authorize = requests.get(
+        f"{sim.url}/authorize",
+        allow_redirects=False,
+        timeout=30,
+        params={
+            "audience": _CLIENT.audience,
+            "response_type": "code",
+            "state": "benchmark",
+            "client_id": sim.client_id,
+            "redirect_uri": sim.redirect_uri,
+            "scope": "offline_access email profile",
+        },
+    )
+    code = parse_qs(urlsplit(authorize.headers["Location"]).query)["code"][0]
+    tokens = requests.post(
+        f"{sim.url}/oauth/token",
+        timeout=30,
+        data={
+            "grant_type": "authorization_code",
+            "client_id": sim.client_id,
+            "client_secret": sim.client_secret,
+            "code": code,
+            "redirect_uri": sim.redirect_uri,
+        },
+    )
+    tokens.raise_for_status()
+    token: str = tokens.json()["access_token"]
+    return token
