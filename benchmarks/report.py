@@ -20,7 +20,7 @@ from benchmarks.databases import postgres_version
 from benchmarks.scenarios import Outcome
 from benchmarks.simulators import ROOT
 
-_LIBRARIES = ("requests", "psycopg", "orjson", "sqlalchemy")
+_LIBRARIES = ("requests", "psycopg", "msgspec", "sqlalchemy")
 
 
 def machine(databases: Sequence[str], postgres: str) -> dict[str, str]:

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 
 from config.settings import Settings
 from worker import http
 from worker.clock import format_timestamp
-from worker.errors import ApiError, MalformedResponse, NotFound, Unauthorized
+from worker.errors import ApiError, NotFound, Unauthorized
+from worker.records import Decoder, Page, Record
 from worker.resources import Resource
 
 
@@ -93,14 +94,6 @@ class Throttle:
             self._cond.notify_all()
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One list response: its records (decoded) and the ``total`` the API reported, if any."""
-
-    records: list[dict[str, Any]]
-    total: int | None
-
-
 class RoseRocketClient:
     def __init__(
         self, settings: Settings, tokens: TokenSource, concurrency: int | None = None
@@ -110,6 +103,7 @@ class RoseRocketClient:
         self.timeout = http.timeouts(settings.http_timeout_seconds)
         self.stats = RequestStats()
         self.throttle = Throttle(concurrency or settings.sync_concurrency)
+        self._decoders: dict[str, Decoder] = {}
         self._retrying = http.retrying(
             settings, on_retry=lambda _exc, _sleep: self.stats.add(retries=1)
         )
@@ -129,39 +123,33 @@ class RoseRocketClient:
             params["updated_start_at"] = format_timestamp(updated_start)
         if updated_end is not None:
             params["updated_end_at"] = format_timestamp(updated_end)
-        body = self._get(resource.endpoint, params, what=f"{resource.name} {resource.endpoint}")
-        if not isinstance(body, dict) or not isinstance(body.get(resource.records_key), list):
-            raise MalformedResponse(
-                f"{resource.name}: GET {self.base_url}{resource.endpoint} answered without a "
-                f"{resource.records_key!r} list; is ROSEROCKET_API_URL the Rose Rocket v1 API?"
-            )
-        records: list[dict[str, Any]] = body[resource.records_key]
-        total = body.get("total")
-        return Page(records=records, total=total if isinstance(total, int) else None)
+        what = f"{resource.name}: GET {self.base_url}{resource.endpoint}"
+        return self._decoder(resource).page(self._get(resource.endpoint, params, what), what)
 
-    def get_record(self, resource: Resource, record_id: str) -> dict[str, Any] | None:
+    def get_record(self, resource: Resource, record_id: str) -> Record | None:
         """One record by id, or None when the API says it does not exist (404)."""
         path = f"{resource.endpoint}/{record_id}"
+        what = f"{resource.name}: GET {self.base_url}{path}"
         try:
-            body = self._get(path, {}, what=f"{resource.name} {path}")
+            body = self._get(path, {}, what)
         except NotFound:
             return None
-        record = body.get(resource.item_key) if isinstance(body, dict) else None
-        if not isinstance(record, dict):
-            raise MalformedResponse(
-                f"{resource.name}: GET {self.base_url}{path} answered without a "
-                f"{resource.item_key!r} object"
-            )
-        return record
+        return self._decoder(resource).item(body, what)
 
-    def _get(self, path: str, params: dict[str, str | int], what: str) -> Any:
+    def _decoder(self, resource: Resource) -> Decoder:
+        decoder = self._decoders.get(resource.name)
+        if decoder is None:
+            decoder = self._decoders[resource.name] = Decoder(resource)
+        return decoder
+
+    def _get(self, path: str, params: dict[str, str | int], what: str) -> bytes:
         url = self.base_url + path
         for attempt in self._retrying:
             with attempt:
                 return self._attempt(url, params, what)
         raise AssertionError("tenacity reraises the last error")  # pragma: no cover
 
-    def _attempt(self, url: str, params: dict[str, str | int], what: str) -> Any:
+    def _attempt(self, url: str, params: dict[str, str | int], what: str) -> bytes:
         """One try: a 401 refreshes the token and re-sends once (seed step 7); a second 401
         in the same try is an :class:`Unauthorized` that tenacity may retry a bounded number of
         times, never a loop."""
@@ -181,16 +169,10 @@ class RoseRocketClient:
             self.stats.add(rate_limited=1)
         http.raise_for_transient(response, what)
         if response.status_code == 404:
-            raise NotFound(f"{what}: HTTP 404 for {url}: {_message(response)}")
+            raise NotFound(f"{what}: HTTP 404: {_message(response)}")
         if response.status_code >= 400:
-            raise ApiError(f"{what}: HTTP {response.status_code} for {url}: {_message(response)}")
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise MalformedResponse(
-                f"{what}: the API answered HTTP {response.status_code} with a body that is not "
-                f"valid JSON ({len(response.content)} bytes)"
-            ) from None
+            raise ApiError(f"{what}: HTTP {response.status_code}: {_message(response)}")
+        return bytes(response.content)
 
     def _send(self, url: str, params: dict[str, str | int], token: str, what: str) -> Any:
         self.stats.add(requests=1)
@@ -210,9 +192,9 @@ class RoseRocketClient:
 def _message(response: Any) -> str:
     """The API's error envelope ``{statusCode, message, error}`` as one short line."""
     try:
-        body = orjson.loads(response.content)
+        body = msgspec.json.decode(response.content)
         message = body.get("message") if isinstance(body, dict) else None
-    except orjson.JSONDecodeError:
+    except msgspec.DecodeError:
         message = None
     if isinstance(message, list):
         message = "; ".join(str(m) for m in message)

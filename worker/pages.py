@@ -29,11 +29,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from worker.api import Page, RoseRocketClient
+from worker.api import RoseRocketClient
 from worker.clock import parse_timestamp
 from worker.errors import MalformedResponse
+from worker.records import Page, Record
 from worker.resources import Resource
 
 
@@ -51,7 +51,7 @@ class Chunk:
     """One page's worth of new records from a slice, with where the slice has read up to."""
 
     slice: int
-    records: list[dict[str, Any]]
+    records: list[Record]
     position: datetime | None  # the slice has delivered everything before this instant
     at_position: frozenset[str]  # and these ids at exactly that instant
     done: bool  # nothing is left in the slice
@@ -104,7 +104,7 @@ class Pager:
                 ties = len(delivered_at_start)
                 offset = ties if stalled or ties >= self.page_size // 2 else 0
                 page = self._page(start, part.upper, offset=offset, limit=self.page_size)
-            records: list[dict[str, Any]] = []
+            records: list[Record] = []
             updated: list[datetime] = []
             beyond = False
             previous = start
@@ -120,18 +120,14 @@ class Pager:
                 if part.upper is not None and stamp >= part.upper:  # an inclusive end bound
                     beyond = True
                     break
-                if stamp == start and str(record.get(self.resource.id_field)) in delivered_at_start:
+                if stamp == start and record.id in delivered_at_start:
                     continue
                 records.append(record)
                 updated.append(stamp)
             done = beyond or len(page.records) < self.page_size
             if updated:
                 last = updated[-1]
-                same = {
-                    str(r.get(self.resource.id_field))
-                    for r, u in zip(records, updated, strict=True)
-                    if u == last
-                }
+                same = {r.id for r, u in zip(records, updated, strict=True) if u == last}
                 if last == start:
                     delivered_at_start |= same
                 else:
@@ -154,17 +150,16 @@ class Pager:
             self.resource, offset=offset, limit=limit, updated_start=lower, updated_end=upper
         )
 
-    def updated_at(self, record: dict[str, Any]) -> datetime:
-        value = record.get(self.resource.cursor_field)
-        if not isinstance(value, str):
+    def updated_at(self, record: Record) -> datetime:
+        if record.updated is None:
             raise MalformedResponse(
-                f"{self.resource.name}: record {record.get(self.resource.id_field)!r} has no "
+                f"{self.resource.name}: record {record.id!r} has no "
                 f"{self.resource.cursor_field} timestamp"
             )
         try:
-            return parse_timestamp(value)
+            return parse_timestamp(record.updated)
         except ValueError:
             raise MalformedResponse(
-                f"{self.resource.name}: record {record.get(self.resource.id_field)!r} has an "
-                f"unreadable {self.resource.cursor_field} {value[:40]!r}"
+                f"{self.resource.name}: record {record.id!r} has an unreadable "
+                f"{self.resource.cursor_field} {record.updated[:40]!r}"
             ) from None

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from worker.api import RoseRocketClient
 from worker.pages import Pager, Slice
+from worker.records import Record
 from worker.resources import Resource
 from worker.warehouse.load import Fence, Loader
 
-Store = Callable[[list[dict[str, Any]]], None]
+Store = Callable[[list[Record]], None]
 
 
 def reconcile(
@@ -56,7 +56,7 @@ def reconcile(
             continue
         listed: set[str] = set()
         for chunk in pager.read(Slice(0, lower, high)):
-            listed.update(str(r[resource.id_field]) for r in chunk.records)
+            listed.update(r.id for r in chunk.records)
             store(chunk.records)
         candidates |= loader.live_ids(lower, high) - listed
     gone = []

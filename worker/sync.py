@@ -26,18 +26,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
-from worker.api import Page, RoseRocketClient, TokenSource
+from worker.api import RoseRocketClient, TokenSource
 from worker.clock import utcnow
 from worker.errors import ConfigError, Interrupted, ReauthRequired, RRSyncError
 from worker.leases import Lease
 from worker.logs import redact
 from worker.pages import Chunk, Pager, Slice
 from worker.reconcile import reconcile
+from worker.records import Page, Record
 from worker.resources import Resource
 from worker.warehouse import leases as lease_rows
 from worker.warehouse.load import Loader
@@ -291,7 +291,7 @@ def _fetching(
     pager: Pager,
     slices: list[Slice],
     first: Page,
-    prepare: Callable[[list[dict[str, Any]]], list[Row]],
+    prepare: Callable[[list[Record]], list[Row]],
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every slice on its own thread; yields batches of the pages as they arrive, in this
     thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).

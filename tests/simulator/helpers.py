@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
+import msgspec
 import requests
 
 CLIENT_ID = "rrsync-demo"
@@ -44,7 +44,7 @@ def jwt_claims(token: str) -> dict[str, Any]:
     header, payload, signature = token.split(".")
     assert header and signature
     padded = payload + "=" * (-len(payload) % 4)
-    claims: dict[str, Any] = orjson.loads(base64.urlsafe_b64decode(padded))
+    claims: dict[str, Any] = msgspec.json.decode(base64.urlsafe_b64decode(padded))
     return claims
 
 

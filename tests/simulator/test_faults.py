@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+import msgspec
 import pytest
 import requests
 
@@ -59,8 +59,8 @@ def test_malformed_fault_is_200_with_non_json(sim: Simulator, client: OAuthClien
     sim.set_faults(FaultRule("malformed", count=1))
     response = client.api("orders", token)
     assert response.status_code == 200
-    with pytest.raises(orjson.JSONDecodeError):
-        orjson.loads(response.content)
+    with pytest.raises(msgspec.DecodeError):
+        msgspec.json.decode(response.content)
     assert client.api("orders", token).json()["total"] == 40
 
 
@@ -72,8 +72,8 @@ def test_truncate_fault_cuts_the_json_in_half(sim: Simulator, token: str) -> Non
     assert response.status_code == 200
     assert int(response.headers["Content-Length"]) == len(response.content)
     assert response.content == complete[: len(complete) // 2]
-    with pytest.raises(orjson.JSONDecodeError):
-        orjson.loads(response.content)
+    with pytest.raises(msgspec.DecodeError):
+        msgspec.json.decode(response.content)
 
 
 def test_drop_fault_closes_the_connection(sim: Simulator, client: OAuthClient,

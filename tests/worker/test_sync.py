@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 
 from tests.support import World, assert_matches_source, make_world, warehouse_rows
 from worker.clock import format_timestamp, parse_timestamp
 from worker.errors import MalformedResponse
+from worker.records import Decoder
 from worker.resources import REGISTRY
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.sync import SyncResult, sync_resource
@@ -193,7 +195,8 @@ def test_an_older_version_never_overwrites_a_newer_one(world: World) -> None:
     loader = Loader(world.engine, REGISTRY["partners"], "default", recent_runs(world.engine)[0].id)
     stale_time = parse_timestamp(record["updated_at"]) - timedelta(days=1)
     older = dict(record, name="stale name", updated_at=format_timestamp(stale_time))
-    loader.commit(loader.rows([older]), None, {}, lambda _conn: None)
+    stale = Decoder(REGISTRY["partners"]).record(msgspec.json.encode(older), "test")
+    loader.commit(loader.rows([stale]), None, {}, lambda _conn: None)
     row = warehouse_rows(world.engine, "partners")[record["id"]]
     assert row["data"] == record
     assert row["updated_at"] == parse_timestamp(record["updated_at"])

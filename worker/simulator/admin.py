@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-import orjson
+import msgspec
 
 from worker.simulator.config import RESOURCES
 from worker.simulator.counters import Counters
@@ -74,8 +74,8 @@ class AdminEndpoints:
             "mutation",
         ):
             try:
-                return self._post(name, orjson.loads(request.body) if request.body else None)
-            except (orjson.JSONDecodeError, ValueError, TypeError) as error:
+                return self._post(name, msgspec.json.decode(request.body) if request.body else None)
+            except (msgspec.DecodeError, ValueError, TypeError) as error:
                 return api_error(400, [str(error)])
         return api_error(404, f"Cannot {request.method} {request.path}")
 

@@ -1,6 +1,6 @@
 """The simulator's live dataset: every resource's records, the API's paging order, and mutation.
 
-Records are stored only as their serialized JSON (orjson bytes): a page is then a join of ready
+Records are stored only as their serialized JSON (bytes): a page is then a join of ready
 bytes, and the memory of a 700,000-record dataset stays a few hundred MB. A mutation decodes the
 one record it edits, changes it and re-encodes it, so the stored bytes are always exactly what the
 API serves.
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 
 from worker.simulator.records import BUILD_ORDER, RecordFactory
 
@@ -31,12 +31,9 @@ MUTATION_KINDS = ("updated", "created", "deleted")
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """The record's JSON, in an exactly-sized bytes object.
-
-    orjson returns its growth buffer (about twice the JSON's size); copying it once into a
-    right-sized object halves the memory of a large dataset.
-    """
-    return bytes(memoryview(orjson.dumps(record)))
+    """The record's JSON (msgspec returns an exactly-sized bytes object, which matters for the
+    memory of a large dataset)."""
+    return msgspec.json.encode(record)
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,7 @@ class Dataset:
         table = self._tables[resource]
         with self._lock:
             blobs = [table.rows[record_id][1] for _, record_id in table.keys]
-        return [orjson.loads(blob) for blob in blobs]
+        return [msgspec.json.decode(blob) for blob in blobs]
 
     def mutate(self, count: int, resource: str | None = None) -> dict[str, int]:
         """Apply `count` random updates/creates/deletes; returns how many of each.
@@ -137,7 +134,7 @@ class Dataset:
         if table.keys and roll < UPDATE_SHARE:
             position = int(rng.random() * len(table.keys))
             previous, record_id = table.keys.pop(position)
-            record = orjson.loads(table.rows[record_id][1])
+            record = msgspec.json.decode(table.rows[record_id][1])
             # Strictly after the previous stamp even if the wall clock stalls or steps back,
             # so that an incremental reader always sees the edit as new.
             updated = max(now_ms, previous + 1)

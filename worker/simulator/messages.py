@@ -14,7 +14,7 @@ from email.message import Message
 from http import HTTPStatus
 from typing import Any
 
-import orjson
+import msgspec
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -58,7 +58,7 @@ def reason(status: int) -> str:
 
 
 def json_response(status: int, payload: Any, headers: Headers = ()) -> Response:
-    return Response(status, orjson.dumps(payload), headers=headers)
+    return Response(status, msgspec.json.encode(payload), headers=headers)
 
 
 def api_error(status: int, message: str | list[str], headers: Headers = ()) -> Response:

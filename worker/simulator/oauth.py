@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
+import msgspec
 
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.counters import Counters
@@ -332,7 +332,7 @@ class AuthorizationServer:
         return TokenSet(access_token, int(ttl), " ".join(family.scope), refresh_token, id_token)
 
     def _jwt(self, claims: dict[str, object]) -> str:
-        header = _b64url(orjson.dumps({"alg": "HS256", "typ": "JWT", "kid": "sim-1"}))
-        signing_input = f"{header}.{_b64url(orjson.dumps(claims))}"
+        header = _b64url(msgspec.json.encode({"alg": "HS256", "typ": "JWT", "kid": "sim-1"}))
+        signing_input = f"{header}.{_b64url(msgspec.json.encode(claims))}"
         signature = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
         return f"{signing_input}.{_b64url(signature)}"

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
+from worker.records import Record
 from worker.resources import Resource
 from worker.warehouse.db import is_postgres, reader
 from worker.warehouse.rows import Row, RowBuilder
@@ -87,7 +88,7 @@ class Loader:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def rows(self, records: Sequence[dict[str, Any]]) -> list[Row]:
+    def rows(self, records: Sequence[Record]) -> list[Row]:
         """The driver's rows for these records. Pure CPU work and thread-safe, so the fetcher
         threads do it while this loader's thread is writing (see sync.py)."""
         return self._builder.rows(records, utcnow())

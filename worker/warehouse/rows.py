@@ -1,9 +1,10 @@
 """Records to rows: the typed columns, the raw JSON and the timestamps, ready for the driver.
 
-This is the hot loop of a sync (every record passes through it once), so each typed column is
-compiled into a getter and a converter up front, and the common case takes the shortest path:
-an API timestamp in its canonical form (``2024-03-05T14:22:11.123Z``) becomes SQLite's text form
-by slicing, not by parsing and formatting a datetime.
+This is the hot loop of a sync (every record passes through it once): worker/records.py has
+already picked the typed columns' values out of the record, each column's converter is chosen
+up front, and the common case takes the shortest path: an API timestamp in its canonical form
+(``2024-03-05T14:22:11.123Z``) becomes SQLite's text form by slicing, not by parsing and
+formatting a datetime.
 
 A value that does not fit its column's type becomes NULL (the raw record is kept in ``data``)
 and is reported once per column and run; it never fails the run, and it is never guessed.
@@ -16,9 +17,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from worker.clock import parse_timestamp
+from worker.records import Record, encode
 from worker.resources import Column, ColumnType, Resource
 from worker.warehouse.schema import sqlite_timestamp
 
@@ -28,29 +28,12 @@ Convert = Callable[[Any], Any]
 Row = tuple[Any, ...]
 
 
-def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
-    keys = tuple(path.split("."))
-    if len(keys) == 1:
-        (key,) = keys
-        return lambda record: record.get(key)
-
-    def get(record: dict[str, Any]) -> Any:
-        value: Any = record
-        for key in keys:
-            if type(value) is not dict:
-                return None
-            value = value.get(key)
-        return value
-
-    return get
-
-
 def _text(value: Any) -> str:
     if type(value) is str:
         return value
     if isinstance(value, dict | list):
         raise ValueError("an object or array")
-    return orjson.dumps(value).decode()
+    return encode(value)
 
 
 def _boolean(value: Any) -> bool:
@@ -119,9 +102,8 @@ class RowBuilder:
         self.resource = resource
         self._time: Convert = postgres_time if postgres else sqlite_time
         self._stamp: Callable[[datetime], Any] = _unchanged if postgres else sqlite_timestamp
-        self._fields: list[tuple[Column, Callable[[dict[str, Any]], Any], Convert]] = [
-            (column, _getter(column.path), _CONVERTERS.get(column.type, self._time))
-            for column in resource.columns
+        self._fields: list[tuple[Column, Convert]] = [
+            (column, _CONVERTERS.get(column.type, self._time)) for column in resource.columns
         ]
         self._reported: set[str] = set()
 
@@ -130,25 +112,21 @@ class RowBuilder:
         typed = [c.name for c in self.resource.columns]
         return ["id", *typed, "data", "updated_at", "synced_at", "deleted_at"]
 
-    def rows(self, records: Sequence[dict[str, Any]], synced: datetime) -> list[Row]:
+    def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
-        id_field = self.resource.id_field
-        cursor_field = self.resource.cursor_field
-        dumps = orjson.dumps
         for record in records:
-            row: list[Any] = [str(record[id_field])]
-            for column, get, convert in self._fields:
-                value = get(record)
+            row: list[Any] = [record.id]
+            for (column, convert), value in zip(self._fields, record.values, strict=True):
                 if value is not None:
                     try:
                         value = convert(value)
                     except ValueError as exc:
-                        self._report(column, record.get(id_field), exc)
+                        self._report(column, record.id, exc)
                         value = None
                 row.append(value)
             # the pager has checked the cursor field of every record it delivers
-            row += (dumps(record).decode(), self._time(record[cursor_field]), synced_value, None)
+            row += (record.raw, self._time(record.updated), synced_value, None)
             rows.append(tuple(row))
         return rows
 

@@ -1,0 +1,94 @@
+"""worker/records.py: pages decode to records carrying the raw text and just the fields used."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from worker.errors import MalformedResponse
+from worker.records import Decoder
+from worker.resources import REGISTRY
+
+ORDERS = Decoder(REGISTRY["orders"])
+ORDER = (
+    b'{"id":"o-1","full_id":"O-1","status":"booked","updated_at":"2024-03-05T14:22:11.123Z",'
+    b'"customer":{"id":"c-9","name":"ACME"},"origin":{"city":"Laredo","lat":27.4},'
+    b'"destination":null,"billing":{"currency":"USD","total_amount":12.5,"line_items":[]},'
+    b'"created_at":"2024-03-01T00:00:00.000Z","notes":"\\u00e9t\\u00e9","extra":[1,2,{"x":1}]}'
+)
+
+
+def test_a_page_decodes_to_records_with_their_exact_text() -> None:
+    page = ORDERS.page(b'{"orders":[' + ORDER + b'],"offset":0,"limit":50,"total":7}', "t")
+    assert page.total == 7
+    (record,) = page.records
+    assert record.id == "o-1"
+    assert record.updated == "2024-03-05T14:22:11.123Z"
+    columns = [c.name for c in REGISTRY["orders"].columns]
+    values = dict(zip(columns, record.values, strict=True))
+    assert values == {
+        "full_id": "O-1",
+        "status": "booked",
+        "customer_id": "c-9",
+        "origin_city": "Laredo",
+        "destination_city": None,
+        "currency": "USD",
+        "total_amount": 12.5,
+        "created_at": "2024-03-01T00:00:00.000Z",
+    }
+    assert record.raw.encode() == ORDER  # byte for byte, escapes included
+
+
+def test_an_odd_shape_is_read_the_slow_way_not_failed() -> None:
+    odd = (
+        b'{"id":7,"updated_at":"2024-01-01T00:00:00.000Z","origin":"Laredo, TX",'
+        b'"billing":{"total_amount":"12.50"},"customer":[1]}'
+    )
+    record = ORDERS.record(odd, "t")
+    values = dict(zip([c.name for c in REGISTRY["orders"].columns], record.values, strict=True))
+    assert record.id == "7"
+    assert values["origin_city"] is None  # origin is not an object
+    assert values["customer_id"] is None
+    assert values["total_amount"] == "12.50"  # rows.py decides whether that fits numeric
+    assert record.raw.encode() == odd
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"orders": [1, 2]}', "is not a JSON object"),
+        (b'{"orders": [{"updated_at": "2024-01-01T00:00:00Z"}]}', "has no 'id'"),
+        (b'{"customers": []}', "without a 'orders' list"),
+        (b'{"orders": {"id": 1}}', "without a 'orders' list"),
+        (b'{"orders": [{"id": 1}', "not valid JSON"),
+        (b"<html>502</html>", "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_are_errors_never_empty_pages(body: bytes, message: str) -> None:
+    with pytest.raises(MalformedResponse, match=message):
+        ORDERS.page(body, "orders: GET /api/v1/orders")
+
+
+def test_total_that_is_not_a_number_counts_as_absent() -> None:
+    assert ORDERS.page(b'{"orders": [], "total": "12"}', "t").total is None
+    assert ORDERS.page(b'{"orders": []}', "t").total is None
+
+
+def test_item_bodies() -> None:
+    record = ORDERS.item(b'{"order":' + ORDER + b"}", "t")
+    assert record.id == "o-1"
+    with pytest.raises(MalformedResponse, match="without a 'order' object"):
+        ORDERS.item(b'{"orders": []}', "t")
+
+
+def test_records_of_every_resource_decode_from_the_simulator() -> None:
+    from worker.simulator import Simulator, SimulatorConfig
+
+    simulator = Simulator(SimulatorConfig(records=20))
+    for name, resource in REGISTRY.items():
+        decoder = Decoder(resource)
+        for source in simulator.dump(name):
+            record = decoder.record(msgspec.json.encode(source), name)
+            assert record.id == source["id"]
+            assert record.updated == source["updated_at"]
+            assert msgspec.json.decode(record.raw) == source

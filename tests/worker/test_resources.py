@@ -1,0 +1,29 @@
+"""worker/resources.py: the registry is consistent, and selecting from it validates names."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.resources import REGISTRY, select
+from worker.warehouse.schema import RESERVED_COLUMNS
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_entries_are_consistent(name: str) -> None:
+    resource = REGISTRY[name]
+    assert resource.table == f"rr_{name}"
+    names = [c.name for c in resource.columns]
+    assert len(names) == len(set(names))
+    assert not set(names) & RESERVED_COLUMNS
+    paths = [c.path for c in resource.columns]
+    # a path may not also be the parent of another (records.py reads each as a leaf)
+    for path in paths:
+        assert not any(other.startswith(path + ".") for other in paths)
+    assert 1 <= resource.page_size <= 200
+
+
+def test_select_keeps_registry_order_and_names_the_unknown() -> None:
+    assert [r.name for r in select(["bills", "orders"])] == ["orders", "bills"]
+    with pytest.raises(ConfigError, match="unknown resource 'lorries'"):
+        select(["orders", "lorries"])

@@ -1,0 +1,93 @@
+"""worker/warehouse/rows.py: typed values convert, odd ones become NULL once-reported."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.records import Record
+from worker.resources import REGISTRY, Column, Resource
+from worker.warehouse.rows import RowBuilder, postgres_time, sqlite_time
+
+THING = Resource(
+    name="things",
+    endpoint="/api/v1/things",
+    records_key="things",
+    item_key="thing",
+    columns=(
+        Column("label", "label"),
+        Column("count", "count", "integer"),
+        Column("amount", "amount", "numeric"),
+        Column("active", "active", "boolean"),
+        Column("seen_at", "seen_at", "timestamp"),
+    ),
+)
+SYNCED = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+
+
+def record(*values: object) -> Record:
+    return Record("t-1", "2024-03-05T14:22:11.123Z", values, '{"id":"t-1"}')
+
+
+def test_sqlite_row() -> None:
+    (row,) = RowBuilder(THING, postgres=False).rows(
+        [record("x", 3, "2.5", True, "2024-01-01T00:00:00+02:00")], SYNCED
+    )
+    assert row == (
+        "t-1",
+        "x",
+        3,
+        2.5,
+        True,
+        "2023-12-31 22:00:00.000000",
+        '{"id":"t-1"}',
+        "2024-03-05 14:22:11.123000",
+        "2026-01-02 03:04:05.600000",
+        None,
+    )
+
+
+def test_postgres_row_keeps_canonical_timestamps_as_text() -> None:
+    (row,) = RowBuilder(THING, postgres=True).rows(
+        [record(12.0, None, 7, False, "2024-01-01T00:00:00.000Z")], SYNCED
+    )
+    assert row[1:6] == ("12.0", None, 7.0, False, "2024-01-01T00:00:00.000Z")
+    assert row[7] == "2024-03-05T14:22:11.123Z" and row[8] == SYNCED
+
+
+def test_values_that_do_not_fit_become_null_and_are_reported_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    builder = RowBuilder(THING, postgres=False)
+    caplog.set_level(logging.WARNING)
+    rows = builder.rows(
+        [record({"a": 1}, True, "n/a", "yes", 17), record([1], 1.5, None, 1, "soon")], SYNCED
+    )
+    for row in rows:
+        assert row[1:6] == (None, None, None, None, None)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 5  # one per column, not one per value
+    assert any("amount of record t-1" in m and "not numeric" in m for m in warned)
+
+
+def test_time_conversions() -> None:
+    assert sqlite_time("2024-03-05T14:22:11.123Z") == "2024-03-05 14:22:11.123000"
+    assert sqlite_time("2024-03-05T14:22:11Z") == "2024-03-05 14:22:11.000000"
+    assert postgres_time("2024-03-05T14:22:11.123Z") == "2024-03-05T14:22:11.123Z"
+    assert postgres_time("2024-03-05 16:22:11+02:00") == datetime(
+        2024, 3, 5, 14, 22, 11, tzinfo=UTC
+    )
+    for bad in ("yesterday", 12):
+        with pytest.raises(ValueError):  # noqa: PT011 - the converters' contract
+            sqlite_time(bad)
+
+
+def test_every_registry_resource_builds_rows() -> None:
+    for resource in REGISTRY.values():
+        values = tuple(None for _ in resource.columns)
+        (row,) = RowBuilder(resource, postgres=False).rows(
+            [Record("i", "2024-01-01T00:00:00.000Z", values, "{}")], SYNCED
+        )
+        assert len(row) == len(resource.columns) + 5
