@@ -210,3 +210,34 @@ def test_simulator_command(tmp_path: Path) -> None:
     assert "rrsync-demo-secret" not in line
     child.send_signal(signal.SIGINT)
     assert child.wait(timeout=30) == 0
+
+
+def test_progress_bars_on_a_terminal(world: World, tmp_path: Path) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "worker", "sync", "orders", "partners"],
+        env={**os.environ, **world.env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    out, _ = child.communicate(timeout=120)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the child
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert child.returncode == 0
+    text = screen.decode(errors="replace")
+    assert "orders" in text and "partners" in text  # a bar per resource, labelled
+    assert "150/150" in text
+    assert "succeeded" in out  # the summary table goes to stdout
