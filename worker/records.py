@@ -101,28 +101,16 @@ class Decoder:
         self._any: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
     def page(self, body: bytes, where: str) -> Page:
-        try:
-            decoded = self._list.decode(body)
-        except msgspec.ValidationError:
-            raise MalformedResponse(
-                f"{where} answered without a {self.resource.records_key!r} list; is "
-                "ROSEROCKET_API_URL the Rose Rocket v1 API?"
-            ) from None
-        except msgspec.DecodeError:
-            raise _not_json(where, body) from None
+        shape = (
+            f"a {self.resource.records_key!r} list; is ROSEROCKET_API_URL the Rose Rocket v1 API?"
+        )
+        decoded = _decode(self._list, body, where, shape)
         total = decoded.total
         records = [self.record(raw, where) for raw in getattr(decoded, self.resource.records_key)]
         return Page(records, total if type(total) is int else None)
 
     def item(self, body: bytes, where: str) -> Record:
-        try:
-            decoded = self._item.decode(body)
-        except msgspec.ValidationError:
-            raise MalformedResponse(
-                f"{where} answered without a {self.resource.item_key!r} object"
-            ) from None
-        except msgspec.DecodeError:
-            raise _not_json(where, body) from None
+        decoded = _decode(self._item, body, where, f"a {self.resource.item_key!r} object")
         return self.record(getattr(decoded, self.resource.item_key), where)
 
     def record(self, raw: msgspec.Raw | bytes, where: str) -> Record:
@@ -150,7 +138,12 @@ def encode(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _not_json(where: str, body: bytes) -> MalformedResponse:
-    return MalformedResponse(
-        f"{where}: the API answered with a body that is not valid JSON ({len(body)} bytes)"
-    )
+def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, where: str, shape: str) -> Any:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError:  # valid JSON, wrong shape (a subclass of DecodeError)
+        raise MalformedResponse(f"{where} answered without {shape}") from None
+    except msgspec.DecodeError:
+        raise MalformedResponse(
+            f"{where}: the API answered with a body that is not valid JSON ({len(body)} bytes)"
+        ) from None

@@ -52,6 +52,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def run_dict(run: RunRow) -> dict[str, Any]:
+    """A run as JSON: in `rrsync status --json`, `rrsync sync --json` and task results."""
     return {
         "id": run.id,
         "resource": run.resource,
@@ -65,6 +66,8 @@ def run_dict(run: RunRow) -> dict[str, Any]:
         "deleted": run.deleted,
         "requests": run.requests,
         "retries": run.retries,
+        "cursor_before": _iso(run.cursor_before),
+        "cursor_after": _iso(run.cursor_after),
         "error": run.error,
         "trigger": run.trigger,
     }

@@ -27,6 +27,7 @@ from worker import resources
 from worker.credentials.store import CredentialStore, refresh_due_credentials
 from worker.errors import Interrupted, TransientError
 from worker.logs import configure_logging
+from worker.status import run_dict
 from worker.sync import sync_resource as run_sync
 from worker.warehouse import connect
 from worker.warehouse.broker import purge_delivered_messages
@@ -97,7 +98,7 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
         raise self.retry(exc=result.error, countdown=delay, max_retries=settings.sync_max_retries)
     if result.error is not None:
         raise result.error
-    return _summary(result.run)
+    return run_dict(result.run)
 
 
 @shared_task(name="rrsync.sync_all")
@@ -112,16 +113,3 @@ def sync_all(full: bool = False) -> dict[str, str]:
 def purge_broker() -> int:
     """Delete delivered messages older than a day from the embedded broker's table."""
     return purge_delivered_messages(get_settings().celery_broker_url, timedelta(days=1))
-
-
-def _summary(run: Any) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "resource": run.resource,
-        "status": run.status,
-        "records": run.records,
-        "pages": run.pages,
-        "deleted": run.deleted,
-        "seconds": run.seconds,
-        "cursor": run.cursor_after.isoformat() if run.cursor_after else None,
-    }
