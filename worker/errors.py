@@ -67,6 +67,10 @@ class Unauthorized(TransientError):
     """HTTP 401 from the data API even after refreshing the token (seed step 7)."""
 
 
+class WarehouseUnavailable(TransientError):
+    """The database behind DATABASE_URL refused or dropped the connection mid-run."""
+
+
 class LeaseLost(TransientError):
     """Another process took over a lease this one thought it held; stop writing at once."""
 

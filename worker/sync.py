@@ -27,12 +27,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from worker.api import RoseRocketClient, TokenSource
 from worker.clock import utcnow
-from worker.errors import ConfigError, Interrupted, ReauthRequired, RRSyncError
+from worker.errors import (
+    ConfigError,
+    Interrupted,
+    ReauthRequired,
+    RRSyncError,
+    WarehouseUnavailable,
+)
 from worker.leases import Lease
 from worker.logs import redact
 from worker.pages import Chunk, Pager, Slice
@@ -106,6 +113,14 @@ def sync_resource(
             except RRSyncError as exc:
                 log.error("%s: run %s failed: %s", resource.name, run_id, exc)
                 return SyncResult(run.finish("failed", str(exc)), exc)
+            except sa.exc.OperationalError as exc:  # the database went away: worth a retry
+                log.error("%s: run %s lost the warehouse: %s", resource.name, run_id, exc)
+                error = WarehouseUnavailable(
+                    f"{resource.name}: the database at DATABASE_URL failed mid-run "
+                    f"({exc.orig.__class__.__name__ if exc.orig else 'error'}); the next run "
+                    "resumes from the last committed page"
+                )
+                return SyncResult(run.finish("failed", str(error)), error)
             except Exception as exc:  # a bug, or a library error we did not map: record it
                 log.exception("%s: run %s failed unexpectedly", resource.name, run_id)
                 return SyncResult(

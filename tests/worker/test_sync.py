@@ -296,3 +296,30 @@ def test_run_history_records_the_counts(world: World) -> None:
     assert run.retries == 2
     assert run.cursor_before is None and run.cursor_after is not None
     assert run.finished_at is not None and run.started_at.timestamp() >= started - 5
+
+
+def test_losing_the_database_mid_run_is_transient(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.errors import TransientError, WarehouseUnavailable
+    from worker.warehouse.load import Loader
+
+    real_commit = Loader.commit
+    calls = []
+
+    def failing_commit(self: Loader, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the second batch: as if the server restarted under us
+            raise sa.exc.OperationalError("COMMIT", {}, ConnectionResetError("reset by peer"))
+        real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Loader, "commit", failing_commit)
+    monkeypatch.setattr("worker.sync.BATCH_RECORDS", 40)  # one page per batch
+    result = sync(world, "orders")
+    assert isinstance(result.error, WarehouseUnavailable)
+    assert isinstance(result.error, TransientError)  # so the Celery task retries it
+    assert result.run.status == "failed"
+    assert "failed mid-run (ConnectionResetError)" in (result.run.error or "")
+    monkeypatch.undo()
+    assert sync(world, "orders").ok
+    assert_matches_source(world, "orders")

@@ -17,8 +17,7 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from worker.errors import ConfigError
-from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.db import is_postgres
 from worker.warehouse.schema import resource_tables
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
@@ -33,12 +32,6 @@ def _alembic_config() -> Config:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
-
-
-def current_revision(engine: Engine) -> str | None:
-    with reader(engine).connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
 
 
 def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object] | None]]:
@@ -78,22 +71,3 @@ def upgrade(engine: Engine) -> list[str]:
                 operations.add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
     return changes
-
-
-def require_current(engine: Engine) -> None:
-    """A one-line error unless the database is fully upgraded (for read-only commands)."""
-    if current_revision(engine) != head_revision():
-        raise ConfigError(
-            "the database at DATABASE_URL is not set up for this rrsync version: "
-            "run `rrsync db upgrade`"
-        )
-    with reader(engine).connect() as conn:
-        missing = [
-            table.name if column is None else f"{table.name}.{column.name}"
-            for table, column in _resource_gaps(conn)
-        ]
-    if missing:
-        raise ConfigError(
-            f"the warehouse lacks {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}: "
-            "run `rrsync db upgrade`"
-        )

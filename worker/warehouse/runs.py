@@ -18,17 +18,6 @@ from worker.clock import utcnow
 from worker.warehouse.db import is_postgres, reader
 from worker.warehouse.schema import resource_tables, runs, state
 
-COUNTERS = (
-    "pages",
-    "records",
-    "deleted",
-    "requests",
-    "retries",
-    "unauthorized",
-    "rate_limited",
-    "token_refreshes",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
