@@ -4,7 +4,7 @@ Starts the simulator in a separate process (as `rrsync simulator` would run), lo
 OAuth flow, then reads every order with limit=200 pages: once sequentially over one keep-alive
 `requests.Session`, then with N threads (one session each) splitting the pages between them.
 
-    .venv/bin/python benchmarks/bench_simulator.py [--orders 50000] [--threads 4] [--rounds 3]
+    .venv/bin/python -m benchmarks.bench_simulator [--orders 50000] [--threads 4] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import requests
+
+from benchmarks.measure import cpu_seconds_of
 
 PAGE = 200
 CLIENT = {"client_id": "rrsync-demo", "client_secret": "rrsync-demo-secret"}
@@ -43,16 +45,6 @@ class Result:
         cpu = "n/a" if self.server_cpu is None else f"{100 * self.server_cpu / seconds:.0f}%"
         return (f"{self.label:<28} {self.pages / seconds:>9.0f} {self.records / seconds:>11.0f}"
                 f" {self.nbytes / seconds / 1e6:>8.1f} {cpu:>11}")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (Linux /proc), to show how busy the simulator was."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_simulator(orders: int) -> tuple[subprocess.Popen[str], str, float]:
@@ -102,11 +94,11 @@ def read_pages(url: str, token: str, offsets: list[int], parse: bool) -> tuple[i
 
 
 def timed(label: str, run: Callable[[], list[tuple[int, int, int]]], server_pid: int) -> Result:
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = cpu_seconds_of(server_pid)
     started = time.perf_counter()
     parts = run()
     seconds = time.perf_counter() - started
-    cpu_after = cpu_seconds(server_pid)
+    cpu_after = cpu_seconds_of(server_pid)
     server_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     return Result(label, sum(p[0] for p in parts), sum(p[1] for p in parts),
                   sum(p[2] for p in parts), seconds, server_cpu)

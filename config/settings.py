@@ -92,6 +92,7 @@ class Settings:
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
+    sync_retry_backoff_seconds: int = 30  # first retry's delay; doubles, at most an hour
     broker_visibility_timeout: int | None = None  # None: the hard time limit + 10 minutes
     lock_ttl_seconds: int = 300
     refresh_margin_seconds: int = 300
@@ -327,6 +328,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),
+    "SYNC_RETRY_BACKOFF_SECONDS": ("sync_retry_backoff_seconds", _positive_int),
     "BROKER_VISIBILITY_TIMEOUT": ("broker_visibility_timeout", _positive_int),
     "LOCK_TTL_SECONDS": ("lock_ttl_seconds", _positive_int),
     "REFRESH_MARGIN_SECONDS": ("refresh_margin_seconds", _non_negative_int),

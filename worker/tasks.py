@@ -94,7 +94,7 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
     if isinstance(result.error, Interrupted):
         raise self.retry(exc=result.error, countdown=5, max_retries=None)
     if isinstance(result.error, TransientError):
-        delay = min(600, 30 * 2**self.request.retries)
+        delay = min(3600, settings.sync_retry_backoff_seconds * 2**self.request.retries)
         raise self.retry(exc=result.error, countdown=delay, max_retries=settings.sync_max_retries)
     if result.error is not None:
         raise result.error

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Secret, load_settings
+from config.settings import ENVIRONMENT_VARIABLES, Secret, load_settings
 from worker.errors import ConfigError
 from worker.resources import REGISTRY
 
@@ -67,41 +67,48 @@ def test_result_backend_follows_the_broker() -> None:
     assert embedded.result_backend == "db+sqlite:///var/celery-results.db"
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "expected"),
-    [
-        ("ROSEROCKET_AUTH_URL", "a.roserocket.com", "http(s) URL"),
-        ("ROSEROCKET_API_URL", "ftp://platform.roserocket.com", "http(s) URL"),
-        ("ROSEROCKET_API_URL", "https://host:port", "numeric port"),
-        ("ROSEROCKET_REDIRECT_URI", "localhost:8765/callback", "http(s) URL"),
-        ("ROSEROCKET_REDIRECT_URI", "http://127.0.0.1:8765/cb#frag", "without a fragment"),
-        ("DATABASE_URL", "mysql://root@localhost/db", "SQLAlchemy URL"),
-        ("CELERY_BROKER_URL", "kafka://broker:9092", "redis://"),
-        ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key", "Fernet key"),
-        ("SYNC_SCHEDULE", "0 2 * *", "5-field cron"),
-        ("SYNC_SCHEDULE", "61 2 * * *", "5-field cron"),
-        ("SYNC_SCHEDULE", "@every soon", "5-field cron"),
-        ("SYNC_RESOURCES", "orders,trucks", "comma-separated list"),
-        ("SYNC_LOOKBACK_SECONDS", "five", "whole number"),
-        ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
-        ("SYNC_CONCURRENCY", "0", "greater than 0"),
-        ("SYNC_PAGE_SIZE", "500", "1 to 200"),
-        ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
-        ("SYNC_TIME_LIMIT", "x", "whole number"),
-        ("SYNC_MAX_RETRIES", "many", "whole number"),
-        ("LOCK_TTL_SECONDS", "0", "greater than 0"),
-        ("REFRESH_MARGIN_SECONDS", "5m", "whole number"),
-        ("REFRESH_INTERVAL_SECONDS", "0", "greater than 0"),
-        ("HTTP_TIMEOUT_SECONDS", "soon", "number of seconds"),
-        ("HTTP_MAX_ATTEMPTS", "0", "greater than 0"),
-        ("HTTP_BACKOFF_SECONDS", "0", "greater than 0"),
-        ("BROKER_VISIBILITY_TIMEOUT", "1h", "whole number"),
-        ("RETRY_AFTER_CAP_SECONDS", "-5", "greater than 0"),
-        ("LOG_LEVEL", "LOUD", "DEBUG or INFO"),
-        ("LOG_FORMAT", "xml", "text or json"),
-        ("ROSEROCKET_CLIENT_ID", "   ", "non-empty"),
-    ],
-)
+BAD_VALUES = [
+    ("ROSEROCKET_AUTH_URL", "a.roserocket.com", "http(s) URL"),
+    ("ROSEROCKET_API_URL", "ftp://platform.roserocket.com", "http(s) URL"),
+    ("ROSEROCKET_API_URL", "https://host:port", "numeric port"),
+    ("ROSEROCKET_REDIRECT_URI", "localhost:8765/callback", "http(s) URL"),
+    ("ROSEROCKET_REDIRECT_URI", "http://127.0.0.1:8765/cb#frag", "without a fragment"),
+    ("DATABASE_URL", "mysql://root@localhost/db", "SQLAlchemy URL"),
+    ("CELERY_BROKER_URL", "kafka://broker:9092", "redis://"),
+    ("TOKEN_ENCRYPTION_KEY", "not-a-fernet-key", "Fernet key"),
+    ("SYNC_SCHEDULE", "0 2 * *", "5-field cron"),
+    ("SYNC_SCHEDULE", "61 2 * * *", "5-field cron"),
+    ("SYNC_SCHEDULE", "@every soon", "5-field cron"),
+    ("SYNC_RESOURCES", "orders,trucks", "comma-separated list"),
+    ("SYNC_LOOKBACK_SECONDS", "five", "whole number"),
+    ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
+    ("SYNC_CONCURRENCY", "0", "greater than 0"),
+    ("SYNC_PAGE_SIZE", "500", "1 to 200"),
+    ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
+    ("SYNC_TIME_LIMIT", "x", "whole number"),
+    ("SYNC_MAX_RETRIES", "many", "whole number"),
+    ("SYNC_RETRY_BACKOFF_SECONDS", "0", "greater than 0"),
+    ("LOCK_TTL_SECONDS", "0", "greater than 0"),
+    ("REFRESH_MARGIN_SECONDS", "5m", "whole number"),
+    ("REFRESH_INTERVAL_SECONDS", "0", "greater than 0"),
+    ("HTTP_TIMEOUT_SECONDS", "soon", "number of seconds"),
+    ("HTTP_MAX_ATTEMPTS", "0", "greater than 0"),
+    ("HTTP_BACKOFF_SECONDS", "0", "greater than 0"),
+    ("BROKER_VISIBILITY_TIMEOUT", "1h", "whole number"),
+    ("RETRY_AFTER_CAP_SECONDS", "-5", "greater than 0"),
+    ("LOG_LEVEL", "LOUD", "DEBUG or INFO"),
+    ("LOG_FORMAT", "xml", "text or json"),
+    ("ROSEROCKET_CLIENT_ID", "   ", "non-empty"),
+    ("ROSEROCKET_CLIENT_SECRET", " ", "non-empty"),
+    ("ROSEROCKET_AUDIENCE", " ", "non-empty"),
+    ("ROSEROCKET_SCOPE", "\t", "non-empty"),
+    ("ROSEROCKET_ORG_ID", " ", "non-empty"),
+    ("CELERY_RESULT_BACKEND", " ", "non-empty"),
+    ("TOKEN_KEY_FILE", " ", "non-empty"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), BAD_VALUES)
 def test_bad_value_is_one_line_naming_the_variable(
     variable: str, value: str, expected: str
 ) -> None:
@@ -111,6 +118,11 @@ def test_bad_value_is_one_line_naming_the_variable(
     assert message.startswith(f"{variable}: expected ")
     assert expected in message
     assert "\n" not in message
+
+
+def test_every_variable_has_a_bad_value_case() -> None:
+    covered = {case[0] for case in BAD_VALUES}
+    assert covered == set(ENVIRONMENT_VARIABLES)
 
 
 def test_a_bad_secret_is_not_echoed() -> None:
@@ -129,8 +141,11 @@ def test_soft_limit_must_be_below_hard_limit() -> None:
 def test_visibility_timeout_must_outlast_the_hard_limit() -> None:
     with pytest.raises(ConfigError, match=r"^BROKER_VISIBILITY_TIMEOUT: expected more seconds"):
         load_settings(
-            environ={"SYNC_TIME_LIMIT": "600", "SYNC_SOFT_TIME_LIMIT": "500",
-                     "BROKER_VISIBILITY_TIMEOUT": "600"},
+            environ={
+                "SYNC_TIME_LIMIT": "600",
+                "SYNC_SOFT_TIME_LIMIT": "500",
+                "BROKER_VISIBILITY_TIMEOUT": "600",
+            },
             dotenv_path=None,
         )
 

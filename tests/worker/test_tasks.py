@@ -334,3 +334,25 @@ def test_sigterm_to_a_prefork_worker_stops_the_sync_at_a_page_boundary(
         wait_for(lambda: _succeeded(world, "orders"), 120, "the re-queued task")
         world.sim.set_faults()
         assert_matches_source(world, "orders")
+
+
+def test_a_failing_sync_task_retries_a_bounded_number_of_times_but_not_a_revoked_grant(
+    sqlite_url: str, tmp_path: Path, activate: Callable[[World], Any]
+) -> None:
+    env = {"SYNC_MAX_RETRIES": "2", "SYNC_RETRY_BACKOFF_SECONDS": "1", "HTTP_MAX_ATTEMPTS": "2"}
+    with make_world(sqlite_url, tmp_path, **env) as world:
+        activate(world)
+        app = make_app(get_settings())
+        world.sim.set_faults(FaultRule(kind="status", status=503, retry_after=0))
+        with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+            outcome = app.send_task("rrsync.sync_resource", args=("bills",))
+            with pytest.raises(Exception, match="server error"):
+                outcome.get(timeout=120)
+            # the first try and two retries, each recorded; then it stops
+            assert [r.status for r in recent_runs(world.engine, "bills")] == ["failed"] * 3
+            world.sim.set_faults()
+            world.sim.revoke_all()
+            outcome = app.send_task("rrsync.sync_resource", args=("partners",))
+            with pytest.raises(Exception, match="rrsync bootstrap"):
+                outcome.get(timeout=120)
+        assert [r.status for r in recent_runs(world.engine, "partners")] == ["failed"]
