@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -23,6 +21,7 @@ from worker.clock import parse_timestamp
 from worker.credentials.bootstrap import bootstrap
 from worker.credentials.store import CredentialStore
 from worker.simulator import Simulator, SimulatorConfig
+from worker.simulator.browser import visit_soon
 from worker.warehouse import connect
 from worker.warehouse.schema import resource_tables
 
@@ -31,13 +30,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def visit(url: str) -> int:
-    """What the person's browser does with the authorization URL (auto-consent follows the
-    redirect to rrsync's loopback listener). urllib: urllib3 would log the code at DEBUG."""
-    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - loopback URLs
-        return int(response.status)
 
 
 @dataclass
@@ -87,12 +79,8 @@ def make_world(
         variables = world_env(sim, database_url, tmp_path, **env)
         settings = load_settings(environ=variables, dotenv_path=None)
         engine = connect(settings.database_url)
-        bootstrap(settings, engine, announce=_visit_later, timeout=60)
+        bootstrap(settings, engine, announce=visit_soon, timeout=60)
         yield World(sim, settings, variables, engine, CredentialStore(settings, engine))
-
-
-def _visit_later(url: str) -> None:
-    threading.Thread(target=visit, args=(url,), daemon=True).start()
 
 
 def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:

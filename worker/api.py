@@ -1,7 +1,7 @@
 """The Rose Rocket data API client: bearer auth, retries, 401 -> refresh, one page per call.
 
 A client serves one sync run of one resource and may be shared by its fetcher threads. It
-counts what the run history records (requests, retries, 401s, 429s, token refreshes) and owns
+counts what the run history records (requests, retries, 401s, 429s) and owns
 the :class:`Throttle` through which every request passes, so that a 429 slows the whole
 resource down rather than the one request that happened to receive it.
 """
@@ -12,9 +12,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
+import requests
 
 from config.settings import Settings
 from worker import http
@@ -174,7 +175,9 @@ class RoseRocketClient:
             raise ApiError(f"{what}: HTTP {response.status_code}: {_message(response)}")
         return bytes(response.content)
 
-    def _send(self, url: str, params: dict[str, str | int], token: str, what: str) -> Any:
+    def _send(
+        self, url: str, params: dict[str, str | int], token: str, what: str
+    ) -> requests.Response:
         self.stats.add(requests=1)
         self.throttle.acquire()
         rate_limited_for: float | None = None
@@ -189,7 +192,7 @@ class RoseRocketClient:
             self.throttle.release(rate_limited_for)
 
 
-def _message(response: Any) -> str:
+def _message(response: requests.Response) -> str:
     """The API's error envelope ``{statusCode, message, error}`` as one short line."""
     try:
         body = msgspec.json.decode(response.content)

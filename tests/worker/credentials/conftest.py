@@ -22,11 +22,11 @@ from sqlalchemy.engine import Engine
 
 import worker.logs
 from config.settings import Settings, load_settings
+from tests.support import free_port
 from tests.worker.credentials.helpers import (
     CLIENT_ID,
     CLIENT_SECRET,
     Stub,
-    free_port,
     leaked,
     visit,
 )

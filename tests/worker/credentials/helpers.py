@@ -4,7 +4,6 @@ that, which rules out conftest.py and the test modules themselves)."""
 from __future__ import annotations
 
 import queue
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -29,12 +28,6 @@ class Stub:
 
 CLIENT_ID = "rrsync-demo"
 CLIENT_SECRET = "rrsync-demo-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.worker.credentials.helpers import free_port
+from tests.support import free_port
 from worker.credentials.callback import (
     CallbackError,
     LoopbackListener,
