@@ -89,6 +89,7 @@ class Settings:
     sync_clock_skew_seconds: int = 60
     sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
     sync_page_size: int = 200
+    sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/commits.py)
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
@@ -204,6 +205,13 @@ def _page_size(value: str) -> int:
     number = _positive_int(value)
     if number > 200:
         raise ValueError("a whole number from 1 to 200 (the API's maximum page)")
+    return number
+
+
+def _writers(value: str) -> int:
+    number = _positive_int(value)
+    if number > 8:  # each writer holds a connection; the engine's pool has 15
+        raise ValueError("a whole number from 1 to 8")
     return number
 
 
@@ -325,6 +333,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
     "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),
     "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
+    "SYNC_WRITERS": ("sync_writers", _writers),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),

@@ -7,8 +7,9 @@ The loop (pages.py reads, warehouse/load.py writes):
    (nothing for ``full``) so that a record committed at the cursor's instant is read again;
    the upsert makes that overlap harmless;
 3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
-   stays flat: at most ``2 x concurrency`` pages wait), which commits each page with its
-   checkpoint; then a catch-up read from the newest position picks up what moved meanwhile;
+   stays flat: a batch's worth of pages and two per fetcher wait), which gathers them into
+   batches for the writers (commits.py), each batch one transaction with its checkpoint; then a
+   catch-up read from the newest position picks up what moved meanwhile;
 4. the cursor only advances to where *every* slice before it is complete, and never past the
    run's start less the clock-skew allowance: a record written as the run started, with a
    server clock a little behind ours, is read again next time instead of skipped;
@@ -33,6 +34,7 @@ from sqlalchemy.engine import Engine
 from config.settings import Settings
 from worker.api import RoseRocketClient, TokenSource
 from worker.clock import utcnow
+from worker.commits import Committer, Covered
 from worker.errors import (
     ConfigError,
     Interrupted,
@@ -160,15 +162,20 @@ class _Run:
         self.refreshes_before = tokens.refreshes
         self.pages = self.records = self.deleted = 0
         self.expected: int | None = None
-        self.cursor: datetime | None = None  # as last committed by this run
+        self.cursor: datetime | None = None  # as last handed to the committer
+        self._lock = threading.Lock()  # counters and progress, updated by the writer threads
+
+    def stats(self) -> dict[str, int]:
+        """What the API client has counted so far in this run."""
+        refreshes = self.tokens.refreshes - self.refreshes_before
+        return {"token_refreshes": refreshes, **self.client.stats.as_dict()}
 
     def counters(self) -> dict[str, int]:
         return {
             "pages": self.pages,
             "records": self.records,
             "deleted": self.deleted,
-            "token_refreshes": self.tokens.refreshes - self.refreshes_before,
-            **self.client.stats.as_dict(),
+            **self.stats(),
         }
 
     def execute(self, cursor: datetime | None, full: bool) -> None:
@@ -190,15 +197,19 @@ class _Run:
             len(slices),
         )
         progress = _Checkpoints(slices)
-        with _fetching(pager, slices, first, self.loader.rows) as batches:
-            for batch in batches:
-                self._commit(batch, progress)
-        if len(slices) > 1:
-            # The catch-up read (pages.py): from the newest position to the end, once every
-            # slice is done. A single slice read to its end already was that read.
-            newest, at_newest = progress.newest
-            for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):
-                self._commit([(chunk, self.loader.rows(chunk.records))], progress)
+        writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
+        with Committer(self._write, writers) as committer:
+            with _fetching(pager, slices, first, self.loader.rows) as batches:
+                for batch in batches:
+                    self._submit(committer, batch, progress)
+            if len(slices) > 1:
+                # The catch-up read (pages.py): from the newest position to the end, once every
+                # slice is done. A single slice read to its end already was that read.
+                newest, at_newest = progress.newest
+                for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):
+                    self._submit(committer, [(chunk, self.loader.rows(chunk.records))], progress)
+        if committer.ledger.newest is not None:  # the batches in flight may have written less
+            self._store([], committer.ledger.newest, pages=0)
         self._check_stop()
         if full:
             with self.engine.begin() as conn:
@@ -224,7 +235,7 @@ class _Run:
                 "resumes from the last committed page"
             )
 
-    def _commit(self, batch: list[Loaded], progress: _Checkpoints) -> None:
+    def _submit(self, committer: Committer, batch: list[Loaded], progress: _Checkpoints) -> None:
         """Pages that arrived together commit together, with the cursor after the last."""
         self._check_stop()
         rows: list[Row] = []
@@ -233,14 +244,20 @@ class _Run:
             if safe is not None:
                 self.cursor = max(min(safe, self.ceiling), self.cursor or safe)
             rows += chunk_rows
-        self._store(rows, self.cursor, pages=len(batch))
+        committer.submit(rows, len(batch), self.cursor)
 
     def _store(self, rows: list[Row], cursor: datetime | None = None, pages: int = 1) -> None:
-        self.pages += pages
-        self.records += len(rows)
-        self.loader.commit(rows, cursor, self.counters(), self.lease.renew)
-        if self.progress is not None:
-            self.progress(self.resource.name, self.records, self.expected)
+        """Commit now, on this thread (reconciliation, and the final cursor)."""
+        self._write(rows, pages, lambda: cursor)
+
+    def _write(self, rows: list[Row], pages: int, cursor: Covered) -> None:
+        """One batch's transaction; on a writer thread, or on this one via ``_store``."""
+        self.loader.commit(rows, pages, cursor, self.stats(), self.lease.renew)
+        with self._lock:
+            self.pages += pages
+            self.records += len(rows)
+            if self.progress is not None:
+                self.progress(self.resource.name, self.records, self.expected)
 
     def finish(self, status: str, error: str | None = None) -> RunRow:
         run = finish_run(
@@ -318,7 +335,11 @@ def _fetching(
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
     """
-    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(slices))
+    # Room for a whole batch besides two pages per fetcher: while the writer commits one batch,
+    # the fetchers prepare the next instead of stalling after a few pages (issue 7: the writer
+    # otherwise waited on them for a fifth of the run). Memory stays bounded by this queue.
+    pages_per_batch = -(-BATCH_RECORDS // pager.page_size)
+    chunks: queue.Queue[object] = queue.Queue(maxsize=pages_per_batch + 2 * len(slices))
     halt = threading.Event()
 
     def put(item: object) -> None:

@@ -84,6 +84,7 @@ BAD_VALUES = [
     ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
     ("SYNC_CONCURRENCY", "0", "greater than 0"),
     ("SYNC_PAGE_SIZE", "500", "1 to 200"),
+    ("SYNC_WRITERS", "9", "1 to 8"),
     ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
     ("SYNC_TIME_LIMIT", "x", "whole number"),
     ("SYNC_MAX_RETRIES", "many", "whole number"),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -196,7 +196,7 @@ def test_an_older_version_never_overwrites_a_newer_one(world: World) -> None:
     stale_time = parse_timestamp(record["updated_at"]) - timedelta(days=1)
     older = dict(record, name="stale name", updated_at=format_timestamp(stale_time))
     stale = Decoder(REGISTRY["partners"]).record(msgspec.json.encode(older), "test")
-    loader.commit(loader.rows([stale]), None, {}, lambda _conn: None)
+    loader.commit(loader.rows([stale]), 1, lambda: None, {}, lambda _conn: None)
     row = warehouse_rows(world.engine, "partners")[record["id"]]
     assert row["data"] == record
     assert row["updated_at"] == parse_timestamp(record["updated_at"])
@@ -323,3 +323,56 @@ def test_losing_the_database_mid_run_is_transient(
     monkeypatch.undo()
     assert sync(world, "orders").ok
     assert_matches_source(world, "orders")
+
+
+def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches commit side by side (worker/commits.py). The database refuses one of them (a
+    trigger), slowly, so that on PostgreSQL the next batch commits while it fails. The cursor
+    must still cover only committed rows, so that the next incremental run fills the hole."""
+    monkeypatch.setattr("worker.sync.BATCH_RECORDS", 40)  # one page per batch: many batches
+    pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1"}  # one slice: cursor after each
+    with make_world(database_url, tmp_path, SimulatorConfig(records=300), **pages) as world:
+        assert world.settings.sync_writers == 2
+        source = world.dump("orders")
+        refused = source[len(source) // 2]
+        with world.engine.begin() as conn:
+            for statement in _refusing_trigger(conn.dialect.name, refused["id"]):
+                conn.exec_driver_sql(statement)
+        result = sync(world, "orders")
+        assert result.run.status == "failed" and "refused" in (result.run.error or "")
+        stored = _cursor(world, "orders")
+        loaded = warehouse_rows(world.engine, "orders")
+        assert refused["id"] not in loaded
+        assert stored is not None and stored <= parse_timestamp(refused["updated_at"])
+        below = [r["id"] for r in source if parse_timestamp(r["updated_at"]) < stored]
+        assert below and all(i in loaded for i in below)
+        with world.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "DROP TRIGGER refuse ON rr_orders"
+                if conn.dialect.name == "postgresql"
+                else "DROP TRIGGER refuse"
+            )
+        assert sync(world, "orders").ok
+        assert_matches_source(world, "orders")
+
+
+def _refusing_trigger(dialect: str, record_id: str) -> list[str]:
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER refuse BEFORE INSERT ON rr_orders WHEN NEW.id = '{record_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ]
+    return [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.id = '{record_id}' THEN PERFORM pg_sleep(1); "
+        "RAISE EXCEPTION 'refused by the test'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON rr_orders FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ]
+
+
+def _cursor(world: World, resource: str) -> datetime | None:
+    with world.engine.connect() as conn:
+        return conn.execute(sa.select(state.c.cursor).where(state.c.resource == resource)).scalar()

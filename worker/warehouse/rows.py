@@ -6,8 +6,13 @@ up front, and the common case takes the shortest path: an API timestamp in its c
 (``2024-03-05T14:22:11.123Z``) becomes SQLite's text form by slicing, not by parsing and
 formatting a datetime.
 
-A value that does not fit its column's type becomes NULL (the raw record is kept in ``data``)
-and is reported once per column and run; it never fails the run, and it is never guessed.
+On PostgreSQL the rows travel by binary COPY (warehouse/load.py), so each value is the Python
+type of its column's binary format (:data:`POSTGRES_TYPES`): datetimes, ``Decimal`` for
+numeric, and ``data`` as the record's JSON text, which goes to the server as it came.
+
+A value that does not fit its column's type (including its range: a bigint, NUMERIC(18, 4))
+becomes NULL, the raw record being kept in ``data``, and is reported once per column and run;
+it never fails the run, and it is never guessed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from worker.clock import parse_timestamp
@@ -44,13 +50,30 @@ def _boolean(value: Any) -> bool:
 
 def _integer(value: Any) -> int:
     if type(value) is int or type(value) is str:
-        return int(value)
+        number = int(value)
+        if -(2**63) <= number < 2**63:  # BIGINT on PostgreSQL, SQLite's 64-bit INTEGER
+            return number
     raise ValueError(repr(value))
 
 
-def _numeric(value: Any) -> float:
+def _float(value: Any) -> float:
     if type(value) in (int, float, str):
         return float(value)
+    raise ValueError(repr(value))
+
+
+_NUMERIC_LIMIT = Decimal(10) ** 14  # NUMERIC(18, 4): 14 digits before the point
+
+
+def _decimal(value: Any) -> Decimal:
+    """For NUMERIC(18, 4): exact (the JSON number's own digits, not a float's)."""
+    if type(value) in (int, float, str):
+        try:
+            number = Decimal(str(value))
+        except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+            raise ValueError(repr(value)) from None
+        if number.is_finite() and abs(number) < _NUMERIC_LIMIT:
+            return number
     raise ValueError(repr(value))
 
 
@@ -75,23 +98,35 @@ def sqlite_time(value: Any) -> str:
     return sqlite_timestamp(parse_timestamp(value))
 
 
-def postgres_time(value: Any) -> str | datetime:
-    """An API timestamp for COPY: the canonical text as is, anything else parsed first."""
+def postgres_time(value: Any) -> datetime:
+    """An API timestamp as an aware UTC datetime, for binary COPY into ``timestamptz``."""
     if type(value) is not str:
         raise ValueError(repr(value))
-    return value if _canonical(value) else parse_timestamp(value)
+    return parse_timestamp(value)
 
 
 def _unchanged(value: datetime) -> datetime:
     return value
 
 
-_CONVERTERS: dict[ColumnType, Convert] = {
+_SQLITE: dict[ColumnType, Convert] = {
     "text": _text,
     "boolean": _boolean,
     "integer": _integer,
-    "numeric": _numeric,
+    "numeric": _float,  # REAL: SQLite has no decimal type
+    "timestamp": sqlite_time,
 }
+_POSTGRES: dict[ColumnType, Convert] = {**_SQLITE, "numeric": _decimal, "timestamp": postgres_time}
+
+POSTGRES_TYPES: dict[ColumnType, str] = {
+    "text": "text",
+    "boolean": "bool",
+    "integer": "int8",
+    "numeric": "numeric",
+    "timestamp": "timestamptz",
+}
+"""Each column type's PostgreSQL type, which binary COPY must be told (it applies no casts);
+a test checks them against the tables as created."""
 
 
 class RowBuilder:
@@ -100,10 +135,11 @@ class RowBuilder:
 
     def __init__(self, resource: Resource, postgres: bool) -> None:
         self.resource = resource
-        self._time: Convert = postgres_time if postgres else sqlite_time
+        converters = _POSTGRES if postgres else _SQLITE
+        self._time = converters["timestamp"]
         self._stamp: Callable[[datetime], Any] = _unchanged if postgres else sqlite_timestamp
         self._fields: list[tuple[Column, Convert]] = [
-            (column, _CONVERTERS.get(column.type, self._time)) for column in resource.columns
+            (column, converters[column.type]) for column in resource.columns
         ]
         self._reported: set[str] = set()
 
@@ -111,6 +147,12 @@ class RowBuilder:
     def columns(self) -> list[str]:
         typed = [c.name for c in self.resource.columns]
         return ["id", *typed, "data", "updated_at", "synced_at", "deleted_at"]
+
+    @property
+    def postgres_types(self) -> list[str]:
+        """The PostgreSQL type of each of ``columns``, for binary COPY."""
+        typed = [POSTGRES_TYPES[c.type] for c in self.resource.columns]
+        return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz"]
 
     def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []

@@ -67,12 +67,24 @@ def _upsert_state(conn: sa.Connection, resource: str, org: str, **values: Any) -
 
 
 def advance_cursor(conn: sa.Connection, resource: str, org: str, cursor: datetime) -> None:
-    """Move the cursor forward (never back) inside the caller's page transaction."""
-    current = conn.execute(
-        sa.select(state.c.cursor).where(state.c.resource == resource, state.c.org == org)
-    ).scalar()
-    if current is None or cursor > current:
-        _upsert_state(conn, resource, org, cursor=cursor)
+    """Move the cursor forward (never back) inside the caller's batch transaction.
+
+    One statement, so that two batches committing at once (worker/commits.py) cannot both
+    read the old cursor and have the older of their two positions win: the second waits for
+    the first's row lock and then compares with what the first committed.
+    """
+    insert = (postgresql if is_postgres(conn) else sqlite).insert(state)
+    stmt = insert.values(resource=resource, org=org, cursor=cursor, updated_at=utcnow())
+    newer = sa.or_(state.c.cursor.is_(None), stmt.excluded.cursor > state.c.cursor)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[state.c.resource, state.c.org],
+            set_={
+                "cursor": sa.case((newer, stmt.excluded.cursor), else_=state.c.cursor),
+                "updated_at": sa.case((newer, stmt.excluded.updated_at), else_=state.c.updated_at),
+            },
+        )
+    )
 
 
 def mark_full_sync(conn: sa.Connection, resource: str, org: str, when: datetime) -> None:
@@ -133,6 +145,23 @@ def start_run(
 
 def update_run(conn: sa.Connection, run_id: int, **values: Any) -> None:
     conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+
+def add_progress(
+    conn: sa.Connection, run_id: int, pages: int, records: int, stats: dict[str, int]
+) -> None:
+    """Count a batch's pages and records into its run, and raise the request counters to
+    ``stats``, inside the batch's transaction. Additive and monotonic, because batches commit
+    concurrently and in any order (worker/commits.py)."""
+    greatest = sa.func.greatest if is_postgres(conn) else sa.func.max  # max(a, b) on SQLite
+    update_run(
+        conn,
+        run_id,
+        heartbeat_at=utcnow(),
+        pages=runs.c.pages + pages,
+        records=runs.c.records + records,
+        **{name: greatest(runs.c[name], value) for name, value in stats.items()},
+    )
 
 
 def finish_run(

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from worker.resources import REGISTRY
 from worker.warehouse import connect
 from worker.warehouse.db import create_engine
 from worker.warehouse.migrate import VERSION_TABLE, head_revision, upgrade
+from worker.warehouse.rows import RowBuilder
 from worker.warehouse.schema import OWN_TABLES, metadata
 
 
@@ -81,3 +83,28 @@ def test_first_use_brings_the_schema_up_to_date(sqlite_url: str) -> None:
     engine = connect(sqlite_url)
     assert upgrade(engine) == []  # connect() already did everything
     assert head_revision() == "0001"
+
+
+def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    upgrade(engine)
+    with engine.begin() as conn:  # a warehouse created before rrsync chose LZ4
+        conn.exec_driver_sql("ALTER TABLE rr_orders ALTER COLUMN data SET COMPRESSION pglz")
+    assert upgrade(engine) == ["compressing rr_orders.data with lz4"]
+    assert upgrade(engine) == []
+    with engine.connect() as conn:
+        for resource in REGISTRY.values():
+            columns = conn.execute(
+                sa.text(
+                    "SELECT attname, atttypid::int, attcompression FROM pg_attribute "
+                    "WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped"
+                ),
+                {"table": resource.table},
+            ).all()
+            assert {name: compression for name, _, compression in columns}["data"] == "l"
+            builder = RowBuilder(resource, postgres=True)
+            wanted = {
+                name: conn.execute(sa.text("SELECT to_regtype(:t)::oid::int"), {"t": wire}).scalar()
+                for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
+            }
+            assert wanted == {name: oid for name, oid, _ in columns}

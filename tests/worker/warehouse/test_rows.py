@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -49,12 +50,29 @@ def test_sqlite_row() -> None:
     )
 
 
-def test_postgres_row_keeps_canonical_timestamps_as_text() -> None:
-    (row,) = RowBuilder(THING, postgres=True).rows(
-        [record(12.0, None, 7, False, "2024-01-01T00:00:00.000Z")], SYNCED
+def test_postgres_row_has_the_binary_copy_types() -> None:
+    builder = RowBuilder(THING, postgres=True)
+    (row,) = builder.rows([record(12.0, None, 0.1, False, "2024-01-01T02:00:00+02:00")], SYNCED)
+    assert row[1:6] == ("12.0", None, Decimal("0.1"), False, datetime(2024, 1, 1, tzinfo=UTC))
+    assert row[7] == datetime(2024, 3, 5, 14, 22, 11, 123000, tzinfo=UTC) and row[8] == SYNCED
+    assert builder.postgres_types == [
+        "text", "text", "int8", "numeric", "bool", "timestamptz",
+        "jsonb", "timestamptz", "timestamptz", "timestamptz",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("postgres", [False, True])
+def test_numbers_out_of_their_columns_range_become_null(postgres: bool) -> None:
+    builder = RowBuilder(THING, postgres=postgres)
+    rows = builder.rows(
+        [record(None, 2**63, "NaN", None, None), record(None, -(2**63) - 1, "1e300", None, None)],
+        SYNCED,
     )
-    assert row[1:6] == ("12.0", None, 7.0, False, "2024-01-01T00:00:00.000Z")
-    assert row[7] == "2024-03-05T14:22:11.123Z" and row[8] == SYNCED
+    assert [row[2] for row in rows] == [None, None]
+    if postgres:  # NUMERIC(18, 4); SQLite's REAL takes any float
+        assert [row[3] for row in rows] == [None, None]
+        (edge,) = builder.rows([record(None, 2**63 - 1, "99999999999999.9999", None, None)], SYNCED)
+        assert edge[2:4] == (2**63 - 1, Decimal("99999999999999.9999"))
 
 
 def test_values_that_do_not_fit_become_null_and_are_reported_once(
@@ -75,7 +93,9 @@ def test_values_that_do_not_fit_become_null_and_are_reported_once(
 def test_time_conversions() -> None:
     assert sqlite_time("2024-03-05T14:22:11.123Z") == "2024-03-05 14:22:11.123000"
     assert sqlite_time("2024-03-05T14:22:11Z") == "2024-03-05 14:22:11.000000"
-    assert postgres_time("2024-03-05T14:22:11.123Z") == "2024-03-05T14:22:11.123Z"
+    assert postgres_time("2024-03-05T14:22:11.123Z") == datetime(
+        2024, 3, 5, 14, 22, 11, 123000, tzinfo=UTC
+    )
     assert postgres_time("2024-03-05 16:22:11+02:00") == datetime(
         2024, 3, 5, 14, 22, 11, tzinfo=UTC
     )
