@@ -7,7 +7,7 @@ The loop (pages.py reads, warehouse/load.py writes):
    (nothing for ``full``) so that a record committed at the cursor's instant is read again;
    the upsert makes that overlap harmless;
 3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
-   stays flat: a batch's worth of pages and two per fetcher wait), which gathers them into
+   stays flat: at most ``2 x concurrency`` pages wait), which gathers them into
    batches for the writers (commits.py), each batch one transaction with its checkpoint; then a
    catch-up read from the newest position picks up what moved meanwhile;
 4. the cursor only advances to where *every* slice before it is complete, and never past the
@@ -335,11 +335,7 @@ def _fetching(
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
     """
-    # Room for a whole batch besides two pages per fetcher: while the writer commits one batch,
-    # the fetchers prepare the next instead of stalling after a few pages (issue 7: the writer
-    # otherwise waited on them for a fifth of the run). Memory stays bounded by this queue.
-    pages_per_batch = -(-BATCH_RECORDS // pager.page_size)
-    chunks: queue.Queue[object] = queue.Queue(maxsize=pages_per_batch + 2 * len(slices))
+    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(slices))
     halt = threading.Event()
 
     def put(item: object) -> None:
