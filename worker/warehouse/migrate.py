@@ -6,9 +6,9 @@ command starting together): everything happens in one transaction that first tak
 
 On PostgreSQL the resource tables' ``data`` column is compressed with LZ4 where the server has
 it (PostgreSQL 14 and later, built ``--with-lz4`` as the Debian and Docker images are). A 2 KB
-order's JSONB goes to TOAST compression on every write, and the default, pglz, cost about
-40 us a record on the benchmark machine, a third of PostgreSQL's time per record; LZ4 costs a
-fraction of that, and reads decompress faster too (benchmarks/README.md).
+order's JSONB is compressed on every write, and the default, pglz, cost 25 to 55 us a record
+more than LZ4 on the benchmark machine, up to a third of PostgreSQL's time per record; reads
+decompress faster too (benchmarks/README.md).
 """
 
 from __future__ import annotations
