@@ -6,6 +6,7 @@ A module rather than conftest.py so that subprocess helpers can import it by nam
 from __future__ import annotations
 
 import json
+import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,9 +28,16 @@ from worker.warehouse.schema import resource_tables
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port to listen on later. Below Linux's ephemeral range (32768 and up), where the
+    kernel's own picks for outgoing connections would otherwise take it in the meantime."""
+    while True:
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -80,7 +88,10 @@ def make_world(
         settings = load_settings(environ=variables, dotenv_path=None)
         engine = connect(settings.database_url)
         bootstrap(settings, engine, announce=visit_soon, timeout=60)
-        yield World(sim, settings, variables, engine, CredentialStore(settings, engine))
+        try:
+            yield World(sim, settings, variables, engine, CredentialStore(settings, engine))
+        finally:
+            engine.dispose()  # each writer keeps a pooled connection; a soak run makes hundreds
 
 
 def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:

@@ -225,6 +225,7 @@ class _Run:
                 self.cursor,
                 lambda records: self._store(self.loader.rows(records)),
                 self.lease.renew,
+                read=(lower, self.started),
             )
 
     def _check_stop(self) -> None:
@@ -242,7 +243,8 @@ class _Run:
         for chunk, chunk_rows in batch:
             safe = progress.update(chunk)
             if safe is not None:
-                self.cursor = max(min(safe, self.ceiling), self.cursor or safe)
+                capped = min(safe, self.ceiling)  # the first cursor of a resource too
+                self.cursor = capped if self.cursor is None else max(capped, self.cursor)
             rows += chunk_rows
         committer.submit(rows, len(batch), self.cursor)
 

@@ -116,7 +116,7 @@ def test_faults_do_not_change_the_result(database_url: str, tmp_path: Path, soak
         FaultRule(kind="status", status=500, rate=0.04),
         FaultRule(kind="status", status=503, rate=0.02, retry_after=0.2),
         FaultRule(kind="status", status=429, rate=0.04, retry_after=0.2),
-        FaultRule(kind="unauthorized", rate=0.04),
+        FaultRule(kind="unauthorized", every=13),  # by count: some seeds drew no 401 at 4%
         FaultRule(kind="drop", rate=0.03),
         FaultRule(kind="latency", latency=0.005),
     )
@@ -383,3 +383,26 @@ def _refusing_trigger(dialect: str, record_id: str) -> list[str]:
 def _cursor(world: World, resource: str) -> datetime | None:
     with world.engine.connect() as conn:
         return conn.execute(sa.select(state.c.cursor).where(state.c.resource == resource)).scalar()
+
+
+def test_records_changed_and_deleted_above_the_cursor_are_found(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Every order is recent, so the cursor (held back by the clock-skew allowance) stays below
+    all of them and counting below it sees nothing; the deletions must still be found, because
+    the run listed that window and did not see them (make soak's seeds 8 and 10 found this)."""
+    sizes = dict.fromkeys(RESOURCES, 0)
+    config = SimulatorConfig(records_by_resource=sizes, seed=3)
+    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+        world.sim.mutate(60, resource="orders")
+        first = sync(world, "orders")
+        assert first.ok and first.run.records == len(world.dump("orders"))
+        cursor = _cursor(world, "orders")
+        # held back even as a resource's first cursor (a second of slack: the run row's
+        # started_at is stamped a moment before the run's own clock reading)
+        skew = timedelta(seconds=world.settings.sync_clock_skew_seconds - 1)
+        assert cursor is not None and cursor <= first.run.started_at - skew
+        assert world.sim.mutate(40, resource="orders")["deleted"] > 0
+        second = sync(world, "orders")
+        assert second.ok and second.run.deleted > 0
+        assert_matches_source(world, "orders")

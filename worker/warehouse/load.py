@@ -185,6 +185,14 @@ class Loader:
             query = sa.select(self.table.c.id).where(*self._live_in(lower, upper))
             return set(conn.execute(query).scalars())
 
+    def unseen_ids(self, lower: datetime | None, seen_since: datetime) -> set[str]:
+        """Live rows from ``lower`` on that no write since ``seen_since`` touched."""
+        where = [self.table.c.deleted_at.is_(None), self.table.c.synced_at < seen_since]
+        if lower is not None:
+            where.append(self.table.c.updated_at >= lower)
+        with reader(self.engine).connect() as conn:
+            return set(conn.execute(sa.select(self.table.c.id).where(*where)).scalars())
+
     def mark_gone(self, ids: Sequence[str], fence: Fence) -> int:
         """Rows whose records the API confirmed gone (404) get ``deleted_at``."""
         if not ids:
