@@ -227,8 +227,6 @@ def token() -> None:
 @handles_errors
 def token_status(as_json: bool) -> None:
     """Per org: state (ok, expiring, reauth_required), expiry, seconds left, last refresh."""
-    import json
-
     from worker.credentials.store import credential_statuses
     from worker.warehouse import connect
 

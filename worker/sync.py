@@ -208,8 +208,9 @@ class _Run:
                 newest, at_newest = progress.newest
                 for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):
                     self._submit(committer, [(chunk, self.loader.rows(chunk.records))], progress)
-        if committer.ledger.newest is not None:  # the batches in flight may have written less
-            self._store([], committer.ledger.newest, pages=0)
+        final = committer.ledger.newest
+        if final is not None:  # the batches in flight may have written less
+            self._store([], final, pages=0)
         self._check_stop()
         if full:
             with self.engine.begin() as conn:

@@ -149,10 +149,7 @@ def test_a_malformed_page_fails_the_run_and_keeps_what_was_committed(world: Worl
     assert "not valid JSON" in (result.run.error or "")
     rows = warehouse_rows(world.engine, "orders")
     assert rows, "pages before the malformed one stay committed"
-    with world.engine.connect() as conn:
-        cursor = conn.execute(
-            sa.select(state.c.cursor).where(state.c.resource == "orders")
-        ).scalar()
+    cursor = _cursor(world, "orders")
     if cursor is not None:
         # Everything below the cursor is in the warehouse. (The cursor may lie beyond the newest
         # row: at the lower bound of a slice that had delivered nothing when the run failed,

@@ -157,10 +157,14 @@ class Loader:
 
     # -- reconciliation (worker/reconcile.py) --------------------------------------------------
 
-    def _live_in(self, lower: datetime | None, upper: datetime) -> list[sa.ColumnElement[bool]]:
-        where = [self.table.c.deleted_at.is_(None), self.table.c.updated_at < upper]
+    def _live_in(
+        self, lower: datetime | None, upper: datetime | None
+    ) -> list[sa.ColumnElement[bool]]:
+        where: list[sa.ColumnElement[bool]] = [self.table.c.deleted_at.is_(None)]
         if lower is not None:
             where.append(self.table.c.updated_at >= lower)
+        if upper is not None:
+            where.append(self.table.c.updated_at < upper)
         return where
 
     def count_live(self, lower: datetime | None, upper: datetime) -> int:
@@ -187,9 +191,7 @@ class Loader:
 
     def unseen_ids(self, lower: datetime | None, seen_since: datetime) -> set[str]:
         """Live rows from ``lower`` on that no write since ``seen_since`` touched."""
-        where = [self.table.c.deleted_at.is_(None), self.table.c.synced_at < seen_since]
-        if lower is not None:
-            where.append(self.table.c.updated_at >= lower)
+        where = [*self._live_in(lower, None), self.table.c.synced_at < seen_since]
         with reader(self.engine).connect() as conn:
             return set(conn.execute(sa.select(self.table.c.id).where(*where)).scalars())
 
