@@ -1,4 +1,4 @@
-# The rrsync image: worker, beat, Flower and the CLI (docker-compose.yml picks the command).
+# The rosesync image: worker, beat, Flower and the CLI (docker-compose.yml picks the command).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-RUN useradd --create-home --uid 10001 rrsync
+RUN useradd --create-home --uid 10001 rosesync
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -16,7 +16,7 @@ RUN pip install '.[flower]'
 
 # Relative paths (var/ for the beat schedule and any SQLite file) live in the user's home,
 # which docker-compose.yml mounts as a volume.
-USER rrsync
-WORKDIR /home/rrsync
+USER rosesync
+WORKDIR /home/rosesync
 RUN mkdir -p var
-CMD ["rrsync", "worker", "--loglevel=INFO"]
+CMD ["rosesync", "worker", "--loglevel=INFO"]

@@ -13,7 +13,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/rrsync demo
+	$(BIN)/rosesync demo
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -43,7 +43,7 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="rrsync against a naive and a simple loader, side by side (issue 7).")
+        description="rosesync against a naive and a simple loader, side by side (issue 7).")
     parser.add_argument("--orders", type=int, help=f"default {DEFAULT_SIZES[0]:,} "
                         f"({QUICK_SIZES[0]:,} with --quick)")
     parser.add_argument("--customers", type=int, help=f"default {DEFAULT_SIZES[1]:,} "
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # The harness bootstraps rrsync's credentials in-process; its INFO and key-file notices
+    # The harness bootstraps rosesync's credentials in-process; its INFO and key-file notices
     # are setup chatter, not results.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("worker").setLevel(logging.ERROR)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.orders, args.customers, args.databases, args.repeat, args.quick)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out = args.out or RESULTS / f"{stamp}.json"
-    run_dir = Path(tempfile.mkdtemp(prefix=f"rrsync-bench-{stamp}-"))
+    run_dir = Path(tempfile.mkdtemp(prefix=f"rosesync-bench-{stamp}-"))
     ctx = RunContext(run_dir, args.postgres, args.timeout)
     outcomes = []
     try:

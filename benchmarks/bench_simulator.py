@@ -1,6 +1,6 @@
 """How fast the Rose Rocket simulator serves pages, so it is never the bottleneck of a benchmark.
 
-Starts the simulator in a separate process (as `rrsync simulator` would run), logs in through the
+Starts the simulator in a separate process (as `rosesync simulator` would run), logs in through the
 OAuth flow, then reads every order with limit=200 pages: once sequentially over one keep-alive
 `requests.Session`, then with N threads (one session each) splitting the pages between them.
 

@@ -1,7 +1,7 @@
 """The two baselines of issue 7, as a competent person would write them in an afternoon.
 
 Both page through ``GET /api/v1/<resource>?limit=200&offset=N`` (correct on the benchmark's
-static dataset; on a live TMS offset paging can skip records, which is why rrsync pages by key),
+static dataset; on a live TMS offset paging can skip records, which is why rosesync pages by key),
 decode each page with the standard library's json (through ``response.json()``), and store
 ``id``, ``data`` (the record as JSON text; ``jsonb`` on PostgreSQL) and ``updated_at`` in a table
 named after the resource.
@@ -10,7 +10,7 @@ named after the resource.
   each committed as it is made: the script from a tutorial, which calls ``commit()`` after every
   insert (or runs in autocommit) so that nothing is lost when it stops.
 - ``simple``: one ``requests.Session`` (keep-alive) and one ``executemany`` of that upsert per
-  page, committed once per page: the "simple correct loader" the issue measures rrsync
+  page, committed once per page: the "simple correct loader" the issue measures rosesync
   against.
 
 Both use each driver as it comes (sqlite3 and psycopg defaults, no tuning): that is what the

@@ -2,7 +2,7 @@
 
 SQLite: a new file in the run directory. PostgreSQL: a new schema in the ``test`` database,
 selected through ``search_path`` in the URL (``options=-csearch_path=...``) so that every
-client, rrsync's SQLAlchemy engine and the baselines' psycopg connections alike, lands in it;
+client, rosesync's SQLAlchemy engine and the baselines' psycopg connections alike, lands in it;
 the schema is dropped afterwards.
 """
 
@@ -24,7 +24,7 @@ KINDS = ("sqlite", "postgresql")
 @dataclass(frozen=True, slots=True)
 class Warehouse:
     """One empty database. ``url`` is what the baselines take (``sqlite:///path`` or a libpq
-    URI); ``sqlalchemy_url`` what rrsync's DATABASE_URL takes."""
+    URI); ``sqlalchemy_url`` what rosesync's DATABASE_URL takes."""
 
     kind: str
     url: str

@@ -6,11 +6,11 @@ simulator or of an earlier contender leaks into it.
 
 Peak RSS is the one figure wait4 gets wrong: Linux folds the memory high-water mark of the
 process image that called ``exec`` into the child's ``ru_maxrss``, and that image is a copy of
-the harness (about 85 MB with rrsync imported). So the child reads its own ``VmHWM`` (the peak
+the harness (about 85 MB with rosesync imported). So the child reads its own ``VmHWM`` (the peak
 resident set of its exec'd image; Linux only) and reports it.
 
 The child side (:func:`report_phase`) times only the sync itself and prints it, with that
-peak, as one JSON line on stdout. Interpreter start-up and imports (rrsync's SQLAlchemy, Alembic,
+peak, as one JSON line on stdout. Interpreter start-up and imports (rosesync's SQLAlchemy, Alembic,
 Celery and friends take over a second here) are a fixed cost per process, not a cost per
 record, so records/s is computed on the sync phase; the process totals are reported next to it
 so nothing is hidden.

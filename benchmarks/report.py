@@ -34,7 +34,7 @@ def machine(databases: Sequence[str], postgres: str) -> dict[str, str]:
         "SQLite": sqlite3.sqlite_version,
         "PostgreSQL": postgres_version(postgres) if "postgresql" in databases else "not used",
         "libraries": ", ".join(f"{n} {importlib.metadata.version(n)}" for n in _LIBRARIES),
-        "rrsync code": _code_version(),
+        "rosesync code": _code_version(),
     }
 
 

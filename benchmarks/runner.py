@@ -21,8 +21,8 @@ from config.settings import load_settings
 from worker.credentials.bootstrap import bootstrap
 from worker.warehouse import connect
 
-CONTENDERS = ("naive", "simple", "rrsync")
-# The child's environment: only what a process needs to run, never the caller's rrsync
+CONTENDERS = ("naive", "simple", "rosesync")
+# The child's environment: only what a process needs to run, never the caller's rosesync
 # settings (SYNC_CONCURRENCY=1 in a developer's shell would quietly change the figures).
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
 
@@ -41,7 +41,7 @@ class Row:
     process_cpu_seconds: float
     peak_rss_mb: float
     simulator_cpu_seconds: float | None  # what the simulator spent serving this run
-    api_requests: int | None  # rrsync's own count (run history); None for the baselines
+    api_requests: int | None  # rosesync's own count (run history); None for the baselines
 
     @property
     def records_per_second(self) -> float:
@@ -53,7 +53,7 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    run_dir: Path  # logs, SQLite files, the token file and rrsync's key file
+    run_dir: Path  # logs, SQLite files, the token file and rosesync's key file
     postgres: str  # libpq URI of the database that gets a fresh schema per run
     timeout: float  # seconds a contender may take before it is killed
 
@@ -68,10 +68,10 @@ def run_contender(
 ) -> Row:
     label = f"{scenario}-{kind}-{contender}-{uuid.uuid4().hex[:6]}"
     with fresh_warehouse(kind, ctx.run_dir, label, ctx.postgres) as warehouse:
-        if contender == "rrsync":
-            env = _rrsync_env(ctx, sim, warehouse)
+        if contender == "rosesync":
+            env = _rosesync_env(ctx, sim, warehouse)
             _bootstrap(env)
-            argv = ["-m", "benchmarks.rrsync_contender"]
+            argv = ["-m", "benchmarks.rosesync_contender"]
             token_file = None
         else:
             env = _base_env()
@@ -91,7 +91,7 @@ def run_contender(
         records = _verify(warehouse, contender, sim, resources)
         requests = (
             warehouse.scalar("SELECT sum(requests) FROM rrsync_runs")
-            if contender == "rrsync" else None
+            if contender == "rosesync" else None
         )
     simulator_cpu = (
         None if sim_cpu_before is None or sim_cpu_after is None
@@ -118,7 +118,7 @@ def _verify(
     """The rows loaded per resource, which must equal what the simulator serves."""
     total = 0
     for resource in resources:
-        if contender == "rrsync":
+        if contender == "rosesync":
             query = f"SELECT count(*) FROM rr_{resource} WHERE deleted_at IS NULL"
         else:
             query = f"SELECT count(*) FROM {table_of(resource)}"
@@ -136,8 +136,8 @@ def _base_env() -> dict[str, str]:
     return {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
 
 
-def _rrsync_env(ctx: RunContext, sim: RunningSimulator, warehouse: Warehouse) -> dict[str, str]:
-    """rrsync's settings for this run: defaults, except where the data and the database are."""
+def _rosesync_env(ctx: RunContext, sim: RunningSimulator, warehouse: Warehouse) -> dict[str, str]:
+    """rosesync's settings for this run: defaults, except where the data and the database are."""
     return {
         **_base_env(),
         "DATABASE_URL": warehouse.sqlalchemy_url,
@@ -151,8 +151,8 @@ def _rrsync_env(ctx: RunContext, sim: RunningSimulator, warehouse: Warehouse) ->
 
 
 def _bootstrap(env: dict[str, str]) -> None:
-    """Store rrsync's credential in the fresh warehouse, as `rrsync bootstrap` would (this also
-    creates rrsync's tables, so the measured run starts from a migrated, empty warehouse)."""
+    """Store rosesync's credential in the fresh warehouse, as `rosesync bootstrap` would (this also
+    creates rosesync's tables, so the measured run starts from a migrated, empty warehouse)."""
     settings = load_settings(environ=env, dotenv_path=None)
     engine = connect(settings.database_url)
     try:
@@ -162,7 +162,7 @@ def _bootstrap(env: dict[str, str]) -> None:
 
 
 def _visit_later(url: str) -> None:
-    """The browser's part: the simulator auto-consents and redirects to rrsync's listener.
+    """The browser's part: the simulator auto-consents and redirects to rosesync's listener.
     urllib rather than requests: urllib3 would log the code at DEBUG."""
     def visit() -> None:
         with urllib.request.urlopen(url, timeout=60):  # noqa: S310 - a loopback URL we built

@@ -1,10 +1,10 @@
 """The three scenarios of issue 7 and the targets each one checks.
 
-- ``throughput``: a static dataset without latency; naive, simple and rrsync side by side on
+- ``throughput``: a static dataset without latency; naive, simple and rosesync side by side on
   each database, so every ratio comes from one simulator, one machine state, one run.
-- ``latency``: the simulator adds 100 ms to every API request; orders only. rrsync's wall time
+- ``latency``: the simulator adds 100 ms to every API request; orders only. rosesync's wall time
   against ``1.5 x pages x 0.1 s / SYNC_CONCURRENCY``; simple alongside for reference.
-- ``memory``: rrsync's peak RSS at the default size and at 10x, on SQLite.
+- ``memory``: rosesync's peak RSS at the default size and at 10x, on SQLite.
 
 With ``repeat`` > 1 the contenders take turns (so drift hits them all alike) and the run with
 the median records/s stands for each contender; every run is kept in the JSON output.
@@ -88,9 +88,9 @@ def _turns(ctx: RunContext, plan: Plan, scenario: str, sim: RunningSimulator, ki
     return rows
 
 
-def _ratio_check(what: str, rrsync: Row, other: Row, minimum: float) -> Check:
-    ratio = rrsync.records_per_second / other.records_per_second
-    return Check(f"{what}: rrsync >= {minimum:g}x {other.contender} records/s",
+def _ratio_check(what: str, rosesync: Row, other: Row, minimum: float) -> Check:
+    ratio = rosesync.records_per_second / other.records_per_second
+    return Check(f"{what}: rosesync >= {minimum:g}x {other.contender} records/s",
                  f"{ratio:.2f}x", ratio >= minimum)
 
 
@@ -98,13 +98,13 @@ def throughput(ctx: RunContext, plan: Plan) -> Outcome:
     outcome = Outcome("throughput")
     with running_simulator(Dataset(plan.orders, plan.customers), ctx.run_dir) as sim:
         outcome.started(sim)
-        # rrsync first: if it fails, we learn it before the slow naive runs.
-        order = ("rrsync", *(c for c in CONTENDERS if c != "rrsync"))
+        # rosesync first: if it fails, we learn it before the slow naive runs.
+        order = ("rosesync", *(c for c in CONTENDERS if c != "rosesync"))
         for kind in plan.databases:
             best = outcome.measure(_turns(ctx, plan, "throughput", sim, kind, order, RESOURCES))
             outcome.checks += [
-                _ratio_check(kind, best["rrsync"], best["simple"], MIN_SPEEDUP_OVER_SIMPLE),
-                _ratio_check(kind, best["rrsync"], best["naive"], MIN_SPEEDUP_OVER_NAIVE),
+                _ratio_check(kind, best["rosesync"], best["simple"], MIN_SPEEDUP_OVER_SIMPLE),
+                _ratio_check(kind, best["rosesync"], best["naive"], MIN_SPEEDUP_OVER_NAIVE),
             ]
     return outcome
 
@@ -112,19 +112,19 @@ def throughput(ctx: RunContext, plan: Plan) -> Outcome:
 def latency(ctx: RunContext, plan: Plan) -> Outcome:
     outcome = Outcome("latency")
     dataset = Dataset(plan.orders, 0, latency=LATENCY_SECONDS)
-    concurrency = Settings().sync_concurrency  # rrsync's default, which the contender runs with
+    concurrency = Settings().sync_concurrency  # rosesync's default, which the contender runs with
     pages = dataset.pages("orders")
     target = 1.5 * pages * LATENCY_SECONDS / concurrency
     with running_simulator(dataset, ctx.run_dir) as sim:
         outcome.started(sim)
         best = outcome.measure(
-            _turns(ctx, plan, "latency", sim, "sqlite", ("rrsync", "simple"), ("orders",))
+            _turns(ctx, plan, "latency", sim, "sqlite", ("rosesync", "simple"), ("orders",))
         )
-    wall = best["rrsync"].sync_seconds
+    wall = best["rosesync"].sync_seconds
     outcome.checks.append(Check(
-        f"latency: rrsync wall <= 1.5 x {pages} pages x {LATENCY_SECONDS:g} s / {concurrency}"
+        f"latency: rosesync wall <= 1.5 x {pages} pages x {LATENCY_SECONDS:g} s / {concurrency}"
         f" = {target:.2f} s",
-        f"{wall:.2f} s ({best['rrsync'].api_requests} requests)",
+        f"{wall:.2f} s ({best['rosesync'].api_requests} requests)",
         wall <= target,
     ))
     return outcome
@@ -138,11 +138,11 @@ def memory(ctx: RunContext, plan: Plan) -> Outcome:
         dataset = Dataset(plan.orders * factor, plan.customers * factor)
         with running_simulator(dataset, ctx.run_dir) as sim:
             outcome.started(sim)
-            runs = _turns(ctx, plan, f"memory x{factor}", sim, "sqlite", ("rrsync",), RESOURCES)
-            row = outcome.measure(runs)["rrsync"]
+            runs = _turns(ctx, plan, f"memory x{factor}", sim, "sqlite", ("rosesync",), RESOURCES)
+            row = outcome.measure(runs)["rosesync"]
         peaks[factor] = row.peak_rss_mb
         outcome.checks.append(Check(
-            f"memory: rrsync peak RSS < {MAX_PEAK_RSS_MB:g} MB at {row.records:,} records",
+            f"memory: rosesync peak RSS < {MAX_PEAK_RSS_MB:g} MB at {row.records:,} records",
             f"{row.peak_rss_mb:.0f} MB", row.peak_rss_mb < MAX_PEAK_RSS_MB))
     growth_target = (f"memory: peak RSS within {MAX_RSS_GROWTH:.0%} between 1x and "
                      f"{MEMORY_FACTOR}x the records")

@@ -45,7 +45,7 @@ class Dataset:
 @dataclass(frozen=True, slots=True)
 class RunningSimulator:
     url: str
-    redirect_uri: str  # registered with the simulator; rrsync's bootstrap listens on it
+    redirect_uri: str  # registered with the simulator; rosesync's bootstrap listens on it
     pid: int
     dataset: Dataset
     startup_seconds: float  # process start to the port answering: mostly building the dataset

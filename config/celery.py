@@ -64,7 +64,7 @@ def _ensure_sqlite_dir(url: str) -> None:
 def make_app(settings: Settings) -> Celery:
     for url in (settings.celery_broker_url, settings.result_backend):
         _ensure_sqlite_dir(url)
-    app = Celery("rrsync", broker=settings.celery_broker_url, backend=settings.result_backend)
+    app = Celery("rosesync", broker=settings.celery_broker_url, backend=settings.result_backend)
     transport_options: dict[str, Any]
     if settings.celery_broker_url.startswith("sqla+"):
         # kombu hands these to SQLAlchemy's create_engine: a busy timeout, nothing else.
@@ -77,7 +77,7 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_throttle": 1,
         }
     app.conf.update(
-        include=["worker.tasks"],
+        include=["worker.ops.tasks"],
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -98,7 +98,7 @@ def make_app(settings: Settings) -> Celery:
         worker_send_task_events=True,  # Flower and `celery events` see progress
         task_send_sent_event=True,
         beat_schedule=beat_schedule(settings),
-        beat_scheduler="worker.beat:LeaderScheduler",
+        beat_scheduler="worker.ops.beat:LeaderScheduler",
         beat_schedule_filename=str(VAR / "celerybeat-schedule"),
         beat_max_loop_interval=BEAT_LOOP_SECONDS,
     )

@@ -1,6 +1,6 @@
 """Schedules: the beat entries' timing, and when the next scheduled sync will run.
 
-Pure functions of the settings (no Celery app is built here), so that ``rrsync status`` and
+Pure functions of the settings (no Celery app is built here), so that ``rosesync status`` and
 the beat scheduler can use them without loading anything else.
 """
 
@@ -12,7 +12,8 @@ from celery.schedules import crontab, schedule
 
 from config.settings import Schedule, cron_to_crontab
 
-BEAT_LOOP_SECONDS = 5  # beat wakes at least this often: renews its leader lease (worker/beat.py)
+# beat wakes at least this often: it renews its leader lease (worker/ops/beat.py)
+BEAT_LOOP_SECONDS = 5
 
 
 def celery_schedule(entry: Schedule) -> crontab | schedule:

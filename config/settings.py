@@ -1,4 +1,4 @@
-"""The one place rrsync reads its environment.
+"""The one place rosesync reads its environment.
 
 ``load_settings()`` builds an immutable :class:`Settings` from the process environment and a
 ``.env`` file (python-dotenv; the real environment wins) and validates every value at load, so a
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from celery.schedules import crontab
 from dotenv import dotenv_values
 
-from worker import resources
 from worker.errors import ConfigError
+from worker.source import resources
 
 T = TypeVar("T")
 
@@ -68,7 +68,7 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every setting rrsync has. Names match the environment variables in README.md."""
+    """Every setting rosesync has. Names match the environment variables in README.md."""
 
     client_id: str | None = None
     client_secret: Secret | None = None
@@ -89,7 +89,7 @@ class Settings:
     sync_clock_skew_seconds: int = 60
     sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
     sync_page_size: int = 200
-    sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/commits.py)
+    sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from config.settings import Settings, get_settings, load_settings
 from worker.logs import registered_secrets
 
-PG_ADMIN_URL = os.environ.get("RRSYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("ROSESYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
@@ -116,7 +116,7 @@ def use_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Callable[..., Settings]]:
     """``use_environment(**env)``: make these the process's settings (what get_settings() and
-    child processes see), starting from a clean slate of rrsync variables."""
+    child processes see), starting from a clean slate of rosesync variables."""
     from config.settings import ENVIRONMENT_VARIABLES
 
     for name in ENVIRONMENT_VARIABLES:
@@ -136,7 +136,7 @@ def use_environment(
 @pytest.fixture(autouse=True)
 def _no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Every test, at DEBUG: no log record (message or traceback, before any redaction) may
-    carry a value rrsync registered as secret (tokens, codes, verifiers, client secrets)."""
+    carry a value rosesync registered as secret (tokens, codes, verifiers, client secrets)."""
     caplog.set_level(logging.DEBUG)
     yield
     plain = logging.Formatter("%(name)s %(message)s")

@@ -1,4 +1,4 @@
-"""Test support shared across modules: a "world" (the Rose Rocket simulator, rrsync settings
+"""Test support shared across modules: a "world" (the Rose Rocket simulator, rosesync settings
 pointed at it, a warehouse, a bootstrapped credential) and the warehouse-equals-source check.
 
 A module rather than conftest.py so that subprocess helpers can import it by name."""
@@ -53,7 +53,7 @@ class World:
 
 
 def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> dict[str, str]:
-    """The environment that points rrsync at ``sim`` (for load_settings and subprocesses)."""
+    """The environment that points rosesync at ``sim`` (for load_settings and subprocesses)."""
     base = {
         "ROSEROCKET_CLIENT_ID": sim.config.client_id,
         "ROSEROCKET_CLIENT_SECRET": sim.config.client_secret,

@@ -30,9 +30,9 @@ def test_services_and_health_checks(compose: dict[str, Any]) -> None:
 
 def test_commands(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["worker"]["command"][:2] == ["rrsync", "worker"]
-    assert services["beat"]["command"][:2] == ["rrsync", "beat"]
-    assert services["migrate"]["command"] == ["rrsync", "db", "upgrade"]
+    assert services["worker"]["command"][:2] == ["rosesync", "worker"]
+    assert services["beat"]["command"][:2] == ["rosesync", "beat"]
+    assert services["migrate"]["command"] == ["rosesync", "db", "upgrade"]
     assert services["flower"]["command"][:4] == ["celery", "-A", "config.celery", "flower"]
     # embedded beat would make two schedulers: the worker must not run one
     assert "-B" not in services["worker"]["command"]
@@ -42,7 +42,7 @@ def test_exactly_one_beat(compose: dict[str, Any]) -> None:
     beats = [
         name
         for name, service in compose["services"].items()
-        if service.get("command", [None, None])[:2] == ["rrsync", "beat"]
+        if service.get("command", [None, None])[:2] == ["rosesync", "beat"]
     ]
     assert beats == ["beat"]
     assert compose["services"]["beat"].get("deploy", {}).get("replicas", 1) == 1
@@ -81,7 +81,7 @@ def test_dockerfile_installs_the_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.1[1-9]", dockerfile, re.M)
     assert "pip install '.[flower]'" in dockerfile
-    assert re.search(r"^USER rrsync", dockerfile, re.M), "the image does not run as root"
+    assert re.search(r"^USER rosesync", dockerfile, re.M), "the image does not run as root"
 
 
 def test_env_example_names_real_settings() -> None:

@@ -1,4 +1,4 @@
-"""``python -m worker`` is ``rrsync``."""
+"""``python -m worker`` is ``rosesync``."""
 
 from worker.cli import main
 

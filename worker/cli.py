@@ -1,7 +1,7 @@
-"""The ``rrsync`` command line: a thin layer over the library.
+"""The ``rosesync`` command line: a thin layer over the library.
 
 Only this module imports click and prints. It holds no SQL and no HTTP: every command calls a
-function of the library and presents its result. Errors rrsync raises on purpose are one line on
+function of the library and presents its result. Errors rosesync raises on purpose are one line on
 stderr (exit 2 for configuration and usage, 1 for everything else); anything unexpected is a
 bug, logged with a redacted traceback (exit 70, EX_SOFTWARE).
 """
@@ -14,23 +14,24 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
 from config.settings import Settings, get_settings
-from worker import resources
-from worker.errors import ConfigError, RRSyncError
+from worker.errors import ConfigError, RoseSyncError
 from worker.logs import configure_logging
+from worker.source import resources
 
 if TYPE_CHECKING:
-    from worker.status import StatusReport
-    from worker.sync import SyncResult
+    from worker.ops.status import StatusReport
+    from worker.sync.run import SyncResult
 
-log = logging.getLogger("rrsync")
+log = logging.getLogger("rosesync")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,12 +44,12 @@ def _settings() -> Settings:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"rrsync: error: {message}", err=True)
+    click.echo(f"rosesync: error: {message}", err=True)
     sys.exit(code)
 
 
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn rrsync's own errors into one line on stderr and the right exit code."""
+    """Turn rosesync's own errors into one line on stderr and the right exit code."""
 
     @wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -56,7 +57,7 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except ConfigError as exc:
             _fail(str(exc), 2)
-        except RRSyncError as exc:
+        except RoseSyncError as exc:
             _fail(str(exc), 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
@@ -75,12 +76,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="rrsync")
+@click.version_option(package_name="rosesync")
 def cli() -> None:
-    """rrsync keeps a SQL warehouse in step with a Rose Rocket TMS.
+    """rosesync keeps a SQL warehouse in step with a Rose Rocket TMS.
 
-    Bootstrap credentials once (`rrsync bootstrap`), then run `rrsync worker -B` (or worker and
-    beat separately) for the nightly sync, or `rrsync sync` to sync now. Settings come from the
+    Bootstrap credentials once (`rosesync bootstrap`), then run `rosesync worker -B` (or worker and
+    beat separately) for the nightly sync, or `rosesync sync` to sync now. Settings come from the
     environment and .env; see README.md.
     """
 
@@ -93,7 +94,7 @@ def db() -> None:
 @db.command("upgrade")
 @handles_errors
 def db_upgrade() -> None:
-    """Create or migrate every table rrsync needs (safe to run any number of times)."""
+    """Create or migrate every table rosesync needs (safe to run any number of times)."""
     from worker.warehouse.db import engine_for
     from worker.warehouse.migrate import upgrade
 
@@ -107,7 +108,7 @@ def db_upgrade() -> None:
 @cli.command("resources")
 @handles_errors
 def list_resources() -> None:
-    """List the resources rrsync syncs: name, endpoint, table, cursor field, typed columns."""
+    """List the resources rosesync syncs: name, endpoint, table, cursor field, typed columns."""
     settings = _settings()
     rows = [
         (
@@ -131,7 +132,7 @@ _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 @handles_errors
 def run_worker(celery_args: tuple[str, ...]) -> None:
     """Run the Celery worker for config.celery:app (arguments go to `celery worker`;
-    `rrsync worker --help` shows them). `-B` embeds beat, for a single-machine setup."""
+    `rosesync worker --help` shows them). `-B` embeds beat, for a single-machine setup."""
     _settings()
     from config.celery import app
 
@@ -171,11 +172,11 @@ def run_beat(celery_args: tuple[str, ...]) -> None:
 )
 @handles_errors
 def bootstrap_command(org: str | None, no_browser: bool, paste: bool, timeout: float) -> None:
-    """Authorize rrsync once: sign in to Rose Rocket in a browser, store the credential.
+    """Authorize rosesync once: sign in to Rose Rocket in a browser, store the credential.
 
     Prints the authorization URL, waits on the loopback ROSEROCKET_REDIRECT_URI for the one
     callback, exchanges the code and stores the tokens encrypted. Run it again to replace a
-    credential (for example after `rrsync token status` shows reauth_required).
+    credential (for example after `rosesync token status` shows reauth_required).
     """
     import webbrowser
 
@@ -236,7 +237,7 @@ def token_status(as_json: bool) -> None:
         click.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
         return
     if not statuses:
-        click.echo("no credentials stored: run `rrsync bootstrap`")
+        click.echo("no credentials stored: run `rosesync bootstrap`")
         return
     rows = [
         (
@@ -268,16 +269,16 @@ def token_refresh(org: str | None) -> None:
         settings, connect(settings.database_url), force=True, org=org
     )
     if not outcomes:
-        raise ReauthRequired("no credentials stored: run `rrsync bootstrap`")
+        raise ReauthRequired("no credentials stored: run `rosesync bootstrap`")
     for outcome in outcomes:
         if outcome.action == "refreshed" and outcome.expires_at is not None:
             until = outcome.expires_at.isoformat(timespec="seconds")
             click.echo(f"{outcome.org}: refreshed, valid until {until}")
     failed = [o for o in outcomes if o.action in ("failed", "skipped_reauth_required")]
     if len(failed) == 1:
-        raise RRSyncError(failed[0].error or f"{failed[0].org}: {failed[0].action}")
+        raise RoseSyncError(failed[0].error or f"{failed[0].org}: {failed[0].action}")
     if failed:
-        raise RRSyncError(
+        raise RoseSyncError(
             f"{len(failed)} credentials were not refreshed: "
             + "; ".join(f"{o.org}: {o.error}" for o in failed)
         )
@@ -358,7 +359,7 @@ def _runs_table(results: Sequence[SyncResult]) -> str:
 
 
 def _run_dicts(results: Sequence[SyncResult]) -> list[dict[str, Any]]:
-    from worker.status import run_dict
+    from worker.ops.status import run_dict
 
     return [run_dict(r.run) for r in results]
 
@@ -421,7 +422,7 @@ def sync_command(
         _enqueue([r.name for r in chosen], full, wait, timeout, as_json)
         return
     from worker.credentials.store import CredentialStore
-    from worker.sync import sync_resources
+    from worker.sync.run import sync_resources
     from worker.warehouse import connect
 
     engine = connect(settings.database_url)
@@ -443,12 +444,12 @@ def sync_command(
     failed = [r for r in results if not r.ok]
     if failed or len(results) < len(chosen):
         first = failed[0].run.error if failed else "stopped early"
-        raise RRSyncError(f"{len(failed)} of {len(chosen)} resources did not sync: {first}")
+        raise RoseSyncError(f"{len(failed)} of {len(chosen)} resources did not sync: {first}")
 
 
 def _enqueue(names: list[str], full: bool, wait: bool, timeout: float, as_json: bool) -> None:
     from config.celery import app
-    from worker.dispatch import TaskOutcome, enqueue_syncs, wait_for
+    from worker.ops.dispatch import TaskOutcome, enqueue_syncs, wait_for
 
     tasks = enqueue_syncs(app, names, full)
     if not wait:
@@ -472,9 +473,9 @@ def _enqueue(names: list[str], full: bool, wait: bool, timeout: float, as_json: 
     unfinished = [o for o in outcomes if not o.finished]
     failed = [o for o in outcomes if o.finished and not o.ok]
     if unfinished:
-        raise RRSyncError(f"{len(unfinished)} task(s) still running after {timeout:g} s")
+        raise RoseSyncError(f"{len(unfinished)} task(s) still running after {timeout:g} s")
     if failed:
-        raise RRSyncError(f"{failed[0].resource}: {failed[0].error}")
+        raise RoseSyncError(f"{failed[0].resource}: {failed[0].error}")
 
 
 @cli.command("status")
@@ -482,7 +483,7 @@ def _enqueue(names: list[str], full: bool, wait: bool, timeout: float, as_json: 
 @handles_errors
 def status_command(as_json: bool) -> None:
     """Token health, then per resource: last run, result, cursor, rows, next scheduled run."""
-    from worker.status import build_status
+    from worker.ops.status import build_status
     from worker.warehouse import connect
 
     settings = _settings()
@@ -509,7 +510,7 @@ def _status_text(report: StatusReport) -> str:
             ],
         )
     else:
-        tokens = "no credential stored: run `rrsync bootstrap`"
+        tokens = "no credential stored: run `rosesync bootstrap`"
     rows = []
     for state in report.resources:
         run = state.last_run
@@ -588,7 +589,7 @@ def simulator_command(
 ) -> None:
     """Run the bundled Rose Rocket simulator (OAuth server + v1 API) until Ctrl-C.
 
-    Point rrsync at it with ROSEROCKET_AUTH_URL and ROSEROCKET_API_URL set to the URL it prints.
+    Point rosesync at it with ROSEROCKET_AUTH_URL and ROSEROCKET_API_URL set to the URL it prints.
     """
     from worker.simulator import SimulatorConfig, serve
 
@@ -613,7 +614,7 @@ def simulator_command(
 @cli.command("demo")
 @handles_errors
 def demo_command() -> None:
-    """Show rrsync end to end on the bundled simulator, with no configuration.
+    """Show rosesync end to end on the bundled simulator, with no configuration.
 
     Starts the simulator, bootstraps, runs a full and an incremental sync into a SQLite file
     under var/demo/ and prints what landed. Reads no settings and touches no .env.
@@ -628,22 +629,36 @@ def demo_command() -> None:
         bars.close()
     click.echo("\nfull sync:\n" + _runs_table(report.full))
     click.echo("\nincremental sync:\n" + _runs_table(report.incremental))
-    click.echo("\nrrsync status:\n" + _status_text(report.status))
+    click.echo("\nrosesync status:\n" + _status_text(report.status))
     click.echo(f"\nThe warehouse is {report.database}. Try:")
     for query in EXAMPLE_QUERIES:
         click.echo(f'  sqlite3 {report.database} "{query}"')
+    click.echo("\n" + _how_to_run())
     failed = [r for r in report.full + report.incremental if not r.ok]
     if failed:
-        raise RRSyncError(f"the demo's {failed[0].run.resource} sync failed: {failed[0].run.error}")
+        failure = failed[0].run
+        raise RoseSyncError(f"the demo's {failure.resource} sync failed: {failure.error}")
+
+
+def _how_to_run() -> str:
+    """Where this rosesync is installed, and how to call it from a shell (issue 17: a bare
+    `rrsync` used to find Debian's unrelated /usr/bin/rrsync)."""
+    bin_dir = Path(sys.executable).parent
+    with suppress(ValueError):
+        bin_dir = bin_dir.relative_to(Path.cwd())
+    return (
+        f"rosesync is installed in {bin_dir}: run `{bin_dir / 'rosesync'} --help`, or "
+        f"`source {bin_dir / 'activate'}` once and then `rosesync ...`"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     configure_logging()  # until settings are read: even a crash at start-up is redacted
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="rrsync")
+        cli.main(args=list(argv) if argv is not None else None, prog_name="rosesync")
     except ConfigError as exc:  # raised while click was still parsing (settings at import)
         _fail(str(exc), 2)
     except Exception:
-        log.exception("unexpected error: this is a bug in rrsync, please report it")
+        log.exception("unexpected error: this is a bug in rosesync, please report it")
         sys.exit(70)

@@ -1,4 +1,4 @@
-"""Time, in one place: every timestamp rrsync writes is timezone-aware UTC."""
+"""Time, in one place: every timestamp rosesync writes is timezone-aware UTC."""
 
 from __future__ import annotations
 

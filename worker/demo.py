@@ -1,6 +1,6 @@
-"""``rrsync demo``: the whole product in a minute, on a fresh clone, with no configuration.
+"""``rosesync demo``: the whole product in a minute, on a fresh clone, with no configuration.
 
-It starts the bundled simulator on free loopback ports, configures rrsync for it from scratch
+It starts the bundled simulator on free loopback ports, configures rosesync for it from scratch
 (it reads neither the environment nor ``.env``, and writes only under ``var/demo/``), bootstraps
 through the real loopback flow with auto-consent, runs a full sync, changes records at the
 "source", runs an incremental sync and reports. The CLI presents each step.
@@ -17,11 +17,11 @@ from pathlib import Path
 from config.settings import load_settings
 from worker.credentials.bootstrap import bootstrap
 from worker.credentials.store import CredentialStore
-from worker.resources import select
+from worker.ops.status import StatusReport, build_status
 from worker.simulator import Simulator, SimulatorConfig
 from worker.simulator.browser import visit_soon
-from worker.status import StatusReport, build_status
-from worker.sync import Progress, SyncResult, sync_resources
+from worker.source.resources import select
+from worker.sync.run import Progress, SyncResult, sync_resources
 from worker.warehouse import connect
 
 DEMO_DIR = Path("var/demo")

@@ -1,4 +1,4 @@
-"""Every error rrsync raises on purpose.
+"""Every error rosesync raises on purpose.
 
 One rule for the whole code base: ``str(error)`` is a single line that tells the operator what
 to fix, and never contains a token, code or secret. The CLI prints exactly that line.
@@ -11,15 +11,15 @@ setting fails once, loudly, instead of turning into a retry storm.
 from __future__ import annotations
 
 
-class RRSyncError(Exception):
+class RoseSyncError(Exception):
     """Base class. The message is one line naming what to fix."""
 
 
-class TransientError(RRSyncError):
+class TransientError(RoseSyncError):
     """Retrying later may succeed: network trouble, 5xx, 429, a lease held by another run."""
 
 
-class PermanentError(RRSyncError):
+class PermanentError(RoseSyncError):
     """Retrying cannot help until a person changes something."""
 
 
@@ -75,5 +75,5 @@ class LeaseLost(TransientError):
     """Another process took over a lease this one thought it held; stop writing at once."""
 
 
-class Interrupted(RRSyncError):
+class Interrupted(RoseSyncError):
     """SIGTERM or Ctrl-C arrived; the run stopped at a page boundary."""

@@ -4,7 +4,7 @@ Redaction happens in the formatter, after the message and any traceback are rend
 covers our own log lines, third-party libraries (urllib3 debug lines carry URLs and headers) and
 exception text alike. Two layers: patterns for anything shaped like a secret (bearer tokens,
 JWTs, Auth0 refresh tokens, ``client_secret=...``-style pairs in query strings, form bodies,
-JSON and reprs), and the exact values rrsync knows to be secret (registered as they appear).
+JSON and reprs), and the exact values rosesync knows to be secret (registered as they appear).
 """
 
 from __future__ import annotations

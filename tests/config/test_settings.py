@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import ENVIRONMENT_VARIABLES, Secret, load_settings
 from worker.errors import ConfigError
-from worker.resources import REGISTRY
+from worker.source.resources import REGISTRY
 
 
 def test_defaults_are_the_contracts() -> None:

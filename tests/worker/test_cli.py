@@ -46,7 +46,7 @@ def _command(path: tuple[str, ...]) -> click.Command:
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)
 def test_every_command_has_help_text(path: tuple[str, ...]) -> None:
     command = _command(path)
-    assert (command.help or "").strip(), f"`rrsync {' '.join(path)}` has no help text"
+    assert (command.help or "").strip(), f"`rosesync {' '.join(path)}` has no help text"
     for param in command.params:
         if isinstance(param, click.Option):
             assert (param.help or "").strip(), f"{' '.join(path)} {param.opts} has no help"
@@ -77,14 +77,14 @@ def test_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("rrsync: error: SYNC_RESOURCES: expected")
+    assert result.stderr.startswith("rosesync: error: SYNC_RESOURCES: expected")
     assert "Traceback" not in result.stderr
 
 
 # -- commands end to end (subprocesses, against the simulator) ------------------------------
 
 
-def rrsync(world: World, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def rosesync(world: World, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],
         env={**os.environ, **world.env},
@@ -103,17 +103,17 @@ def world(sqlite_url: str, tmp_path: Path) -> Iterator[World]:
 
 
 def test_sync_inline_then_status(world: World, tmp_path: Path) -> None:
-    result = rrsync(world, tmp_path, "sync", "orders", "customers", "--json")
+    result = rosesync(world, tmp_path, "sync", "orders", "customers", "--json")
     assert result.returncode == 0, result.stderr
     runs = json.loads(result.stdout)
     assert [(r["resource"], r["status"]) for r in runs] == [
         ("customers", "succeeded"),
         ("orders", "succeeded"),
     ]
-    table = rrsync(world, tmp_path, "status")
+    table = rosesync(world, tmp_path, "status")
     assert table.returncode == 0, table.stderr
     assert "orders" in table.stdout and "succeeded" in table.stdout
-    report = json.loads(rrsync(world, tmp_path, "status", "--json").stdout)
+    report = json.loads(rosesync(world, tmp_path, "status", "--json").stdout)
     assert report["credentials"][0]["state"] == "ok"
     rows = {r["resource"]: r for r in report["resources"]}
     assert rows["orders"]["rows"] == 150
@@ -124,18 +124,18 @@ def test_sync_inline_then_status(world: World, tmp_path: Path) -> None:
 
 def test_sync_failure_is_one_line_and_exit_1(world: World, tmp_path: Path) -> None:
     world.sim.set_faults(FaultRule(kind="status", status=400))
-    result = rrsync(world, tmp_path, "sync", "partners")
+    result = rosesync(world, tmp_path, "sync", "partners")
     assert result.returncode == 1
-    error = [line for line in result.stderr.splitlines() if line.startswith("rrsync: error:")]
+    error = [line for line in result.stderr.splitlines() if line.startswith("rosesync: error:")]
     assert len(error) == 1
     assert "HTTP 400" in error[0] and "partners" in error[0]
     assert "Traceback" not in result.stderr
 
 
 def test_sync_unknown_resource_is_a_usage_error(world: World, tmp_path: Path) -> None:
-    result = rrsync(world, tmp_path, "sync", "trucks")
+    result = rosesync(world, tmp_path, "sync", "trucks")
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("rrsync: error: unknown resource 'trucks'")
+    assert result.stderr.strip().startswith("rosesync: error: unknown resource 'trucks'")
 
 
 def test_sigterm_stops_an_inline_sync_at_a_page_boundary(
@@ -176,15 +176,15 @@ def test_enqueue_and_wait(
 
     app = make_app(use_environment(**world.env))
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
-        sent = rrsync(world, tmp_path, "sync", "--enqueue", "--json", "bills")
+        sent = rosesync(world, tmp_path, "sync", "--enqueue", "--json", "bills")
         assert sent.returncode == 0, sent.stderr
         task_id = json.loads(sent.stdout)["bills"]
         assert len(task_id) == 36
-        waited = rrsync(world, tmp_path, "sync", "--enqueue", "--wait", "partners", "bills")
+        waited = rosesync(world, tmp_path, "sync", "--enqueue", "--wait", "partners", "bills")
         assert waited.returncode == 0, waited.stderr
         assert waited.stdout.count("SUCCESS") == 2
         world.sim.set_faults(FaultRule(kind="status", status=404))
-        failed = rrsync(world, tmp_path, "sync", "--enqueue", "--wait", "orders")
+        failed = rosesync(world, tmp_path, "sync", "--enqueue", "--wait", "orders")
         assert failed.returncode == 1
         assert "HTTP 404" in failed.stderr
     statuses = {(r.resource, r.status, r.trigger) for r in recent_runs(world.engine)}

@@ -1,4 +1,4 @@
-"""worker/demo.py: `rrsync demo` end to end, from a directory with a hostile .env."""
+"""worker/demo.py: `rosesync demo` end to end, from a directory with a hostile .env."""
 
 from __future__ import annotations
 
@@ -25,9 +25,12 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for step in ("full sync:", "incremental sync:", "rrsync status:", "sqlite3 var/demo/"):
+    for step in ("full sync:", "incremental sync:", "rosesync status:", "sqlite3 var/demo/"):
         assert step in out
     assert "failed" not in out
+    # the last line says how to run rosesync from a shell, not a bare `rrsync` (issue 17)
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"rosesync is installed in {Path(sys.executable).parent}")
     database = tmp_path / "var" / "demo" / "rrsync-demo.db"
     engine = sa.create_engine(f"sqlite:///{database}")
     with engine.connect() as conn:

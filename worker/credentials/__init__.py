@@ -10,9 +10,9 @@ Module map (each imports only those above it):
 - ``cipher``: Fernet encryption at rest; where the key comes from (TOKEN_ENCRYPTION_KEY or the
   0600 key file that only bootstrap creates).
 - ``store``: ``CredentialStore`` (cached access token, single-flight refresh across threads and
-  processes), ``refresh_due_credentials`` (the beat task and `rrsync token refresh`),
-  ``credential_statuses`` (`rrsync token status`, `rrsync status`).
-- ``bootstrap``: `rrsync bootstrap` end to end.
+  processes), ``refresh_due_credentials`` (the beat task and `rosesync token refresh`),
+  ``credential_statuses`` (`rosesync token status`, `rosesync status`).
+- ``bootstrap``: `rosesync bootstrap` end to end.
 
 The SQL lives in ``worker/warehouse/credentials.py``; the CLI only presents.
 """

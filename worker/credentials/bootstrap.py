@@ -1,4 +1,4 @@
-"""`rrsync bootstrap`: the one-time authorization code flow (seed steps 2-5), end to end.
+"""`rosesync bootstrap`: the one-time authorization code flow (seed steps 2-5), end to end.
 
 The order is chosen so that everything that can fail without the person's help (client
 settings, the encryption key, the database, the listener's port) fails before a browser opens,
@@ -33,7 +33,7 @@ def bootstrap(
     paste: Callable[[], str] | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> CredentialStatus:
-    """Authorize rrsync and store the credential for ``org`` (default: the settings' org).
+    """Authorize rosesync and store the credential for ``org`` (default: the settings' org).
 
     ``announce(url)`` shows the authorization URL (it holds no secret: state and the PKCE
     challenge are useless without our listener and verifier). With ``paste``, the redirect URL

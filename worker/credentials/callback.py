@@ -111,7 +111,7 @@ def _loopback_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily
 
 def _page(title: str, text: str) -> bytes:
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>rrsync</title></head>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>rosesync</title></head>"
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
     ).encode()
 
@@ -154,7 +154,7 @@ class LoopbackListener:
         """Judge one response: (HTTP status, page, whether it ends the wait)."""
         with self._lock:
             if self._claimed:
-                return 400, _page("Already done", "rrsync has its answer already."), False
+                return 400, _page("Already done", "rosesync has its answer already."), False
             try:
                 self._outcome = code_from(query, self._state)
             except _WrongState:
@@ -163,8 +163,8 @@ class LoopbackListener:
                     400,
                     _page(
                         "Not the expected sign-in",
-                        "This response does not belong to the sign-in rrsync is waiting for. "
-                        "Use the URL rrsync printed; rrsync is still waiting.",
+                        "This response does not belong to the sign-in rosesync is waiting for. "
+                        "Use the URL rosesync printed; rosesync is still waiting.",
                     ),
                     False,
                 )

@@ -4,9 +4,9 @@ Where the key comes from, in order:
 
 1. ``TOKEN_ENCRYPTION_KEY``: one Fernet key, or several separated by commas. The first encrypts,
    every one decrypts (``MultiFernet``), which is how the key is rotated: put the new key first,
-   keep the old one after it until ``rrsync token refresh`` has rewritten every credential.
+   keep the old one after it until ``rosesync token refresh`` has rewritten every credential.
 2. The key file ``TOKEN_KEY_FILE`` (default ``var/rrsync.key``, next to the default database).
-   Only ``rrsync bootstrap`` creates it, mode 0600, and says so with a WARNING: fine for a laptop,
+   Only ``rosesync bootstrap`` creates it, mode 0600, and says so with a WARNING: fine for a laptop,
    while production should set ``TOKEN_ENCRYPTION_KEY`` from its secret store. A key file that
    group or others can read is refused, as ssh refuses such a private key.
 
@@ -51,7 +51,7 @@ class TokenCipher:
             raise ConfigError(
                 f"{self.source} cannot decrypt the stored credential for org {org!r}: set "
                 "TOKEN_ENCRYPTION_KEY to the key it was stored with (a new key first, the old "
-                "one after a comma), or run `rrsync bootstrap` again"
+                "one after a comma), or run `rosesync bootstrap` again"
             ) from None
 
 
@@ -117,7 +117,7 @@ def load_cipher(settings: Settings, create: bool = False) -> TokenCipher:
     if not path.exists():
         if not create:
             raise ConfigError(
-                f"no encryption key: set TOKEN_ENCRYPTION_KEY or run `rrsync bootstrap` "
+                f"no encryption key: set TOKEN_ENCRYPTION_KEY or run `rosesync bootstrap` "
                 f"(which creates the key file {path})"
             )
         _create_key_file(path)

@@ -1,9 +1,9 @@
 """The OAuth 2.0 protocol, client side: endpoints, the authorization URL, PKCE, the two token
 requests, and turning the server's error bodies into one line that says what to check.
 
-Stateless: nothing here stores anything. Every HTTP call goes through ``worker.http``, and every
-secret (client secret, code, verifier, tokens) is registered for log redaction the moment it
-exists. Each function makes at most ONE request; whether to retry is the caller's decision,
+Stateless: nothing here stores anything. Every HTTP call goes through ``worker.source.http``, and
+every secret (client secret, code, verifier, tokens) is registered for log redaction the moment
+it exists. Each function makes at most ONE request; whether to retry is the caller's decision,
 because for these two grants it is a correctness question, not a convenience (see
 :func:`exchange_code` and ``store.py``).
 """
@@ -22,8 +22,8 @@ import requests
 
 from config.settings import Settings
 from worker.errors import MalformedResponse, OAuthError, TransientError
-from worker.http import raise_for_transient, send, timeouts
 from worker.logs import redact, register_secret
+from worker.source.http import raise_for_transient, send, timeouts
 
 # RFC 6749 section 5.2 error codes that mean "this grant or this client is finished": no retry
 # and no further refresh can succeed until a person bootstraps again.
@@ -158,7 +158,7 @@ def exchange_code(
     Never retried, whatever happens. A code is single-use (RFC 6749 section 4.1.2) and the
     server SHOULD revoke what it issued when a code is presented twice (section 10.5), so once
     the request may have reached the server a retry can only fail or do harm; and when it never
-    got there, running `rrsync bootstrap` again costs the operator one click.
+    got there, running `rosesync bootstrap` again costs the operator one click.
     """
     client_id, client_secret = settings.require_client()
     register_secret(client_secret.reveal())
@@ -175,11 +175,11 @@ def exchange_code(
         grant = _token_request(settings, endpoints, form, CODE_EXCHANGE)
     except TransientError as exc:
         raise OAuthError(
-            f"{exc}; an authorization code works only once, so run `rrsync bootstrap` again"
+            f"{exc}; an authorization code works only once, so run `rosesync bootstrap` again"
         ) from None
     if not grant.refresh_token:
         raise OAuthError(
-            "the token endpoint issued no refresh token: rrsync needs the offline_access scope "
+            "the token endpoint issued no refresh token: rosesync needs the offline_access scope "
             "(check that ROSEROCKET_SCOPE includes offline_access and that the application is "
             "allowed refresh tokens / offline access in the Rose Rocket developer portal)",
             "no_refresh_token",
@@ -262,17 +262,17 @@ _ADVICE = {
     "invalid_request": "check the request parameters: ROSEROCKET_CLIENT_ID, and that "
     "ROSEROCKET_REDIRECT_URI is exactly the callback URI registered for the application",
     "invalid_scope": "check ROSEROCKET_SCOPE (expected 'offline_access email profile')",
-    "access_denied": "the sign-in was declined or cancelled: run `rrsync bootstrap` again and "
+    "access_denied": "the sign-in was declined or cancelled: run `rosesync bootstrap` again and "
     "approve the access",
     "unsupported_response_type": "the application may not use the authorization code flow: "
     "check its provisioning",
-    "server_error": "the authorization server failed: try `rrsync bootstrap` again later",
+    "server_error": "the authorization server failed: try `rosesync bootstrap` again later",
     "temporarily_unavailable": "the authorization server is busy: try again later",
 }
 _INVALID_GRANT = {
     CODE_EXCHANGE: "the authorization code was refused (it works once, expires within "
     "a minute, and must come with the same ROSEROCKET_REDIRECT_URI registered for the "
-    "application): run `rrsync bootstrap` again",
+    "application): run `rosesync bootstrap` again",
     TOKEN_REFRESH: "the refresh token is no longer valid (revoked, expired, or reused)",
 }
 

@@ -12,7 +12,7 @@ everyone. So a refresh is single-flight at two levels:
   transaction, so the rotated refresh token is durable before anything can use it.
 
 The near-expiry rule (:func:`needs_refresh`) is written once and used by the hot path, the
-scheduled refresh and ``rrsync token status``.
+scheduled refresh and ``rosesync token status``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from worker.errors import (
     ConfigError,
     OAuthError,
     ReauthRequired,
-    RRSyncError,
+    RoseSyncError,
     TransientError,
 )
-from worker.http import retrying
 from worker.logs import register_secret
+from worker.source.http import retrying
 from worker.warehouse import credentials as rows
 from worker.warehouse.credentials import OK, REAUTH_REQUIRED, CredentialRow
 
@@ -109,7 +109,8 @@ class RefreshOutcome:
 
 @dataclass(frozen=True, slots=True)
 class CredentialStatus:
-    """A credential's health, for `rrsync token status` and `rrsync status`: never token text."""
+    """A credential's health, for `rosesync token status` and `rosesync status`; never token
+    text."""
 
     org: str
     state: State
@@ -155,7 +156,7 @@ class CredentialStatus:
 
 def _bootstrap_command(settings: Settings, org: str) -> str:
     flag = "" if org == settings.credential_name else f" --org {org}"
-    return f"`rrsync bootstrap{flag}`"
+    return f"`rosesync bootstrap{flag}`"
 
 
 def reauth_required(settings: Settings, org: str, reason: str | None) -> ReauthRequired:
@@ -233,7 +234,7 @@ class CredentialStore:
                 )
             except ConfigError:
                 raise
-            except RRSyncError as exc:
+            except RoseSyncError as exc:
                 return RefreshOutcome(self.org, "failed", error=str(exc))
             action: Action = "refreshed" if self.refreshes > before else "not_due"
             return RefreshOutcome(self.org, action, expires_at=token.expires_at)
@@ -315,7 +316,7 @@ class CredentialStore:
         return policy(self._attempt, wanted)
 
     def _attempt(self, wanted: Callable[[CredentialRow], bool]) -> _Token:
-        failure: RRSyncError | None = None
+        failure: RoseSyncError | None = None
         with self.engine.begin() as conn:
             row = self._usable(rows.lock(conn, self.org))
             if not wanted(row):  # another thread or process refreshed while we waited
@@ -375,13 +376,13 @@ def refresh_due_credentials(
     settings: Settings, engine: Engine, force: bool = False, org: str | None = None
 ) -> list[RefreshOutcome]:
     """Refresh every stored credential that is due (all orgs, or just ``org``): the beat task
-    ``refresh_tokens`` and `rrsync token refresh` run this. A ``reauth_required`` credential
+    ``refresh_tokens`` and `rosesync token refresh` run this. A ``reauth_required`` credential
     makes no token request; a missing ``org`` is a failed outcome."""
     now = utcnow()
     found = rows.read_all(engine)
     if org is not None:
         found = [row for row in found if row.org == org]
-        if not found:  # the store's own check makes the "run `rrsync bootstrap`" outcome
+        if not found:  # the store's own check makes the "run `rosesync bootstrap`" outcome
             return [CredentialStore(settings, engine, org=org).refresh(force)]
     outcomes: list[RefreshOutcome] = []
     for row in found:

@@ -1,5 +1,5 @@
 """The person at the browser, for the demo: opens the authorization URL and, with the
-simulator's auto-consent, follows its redirect to rrsync's loopback listener."""
+simulator's auto-consent, follows its redirect to rosesync's loopback listener."""
 
 from __future__ import annotations
 

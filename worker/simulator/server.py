@@ -319,7 +319,7 @@ def _check_resource(resource: str) -> None:
 
 
 def serve(config: SimulatorConfig) -> None:
-    """Run a simulator in the foreground until SIGINT or SIGTERM (for `rrsync simulator`)."""
+    """Run a simulator in the foreground until SIGINT or SIGTERM (for `rosesync simulator`)."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -21,7 +21,7 @@ def connect(database_url: str) -> Engine:
     """This process's engine, with the schema brought up to date on first use.
 
     Upgrading on first use (under the migration lock, a no-op when current) means a fresh
-    laptop, a new worker image and a newly registered resource all just work; `rrsync db
+    laptop, a new worker image and a newly registered resource all just work; `rosesync db
     upgrade` does the same on purpose, for operators who migrate as a deploy step.
     """
     engine = engine_for(database_url)

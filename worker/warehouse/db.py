@@ -34,7 +34,7 @@ def _parse(url: str) -> sa.URL:
         raise ConfigError(f"DATABASE_URL: expected a SQLAlchemy URL, got {url!r}") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
-            f"DATABASE_URL: rrsync supports sqlite:/// and postgresql:// URLs, got "
+            f"DATABASE_URL: rosesync supports sqlite:/// and postgresql:// URLs, got "
             f"{parsed.get_backend_name()!r}"
         )
     return parsed

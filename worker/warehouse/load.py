@@ -31,8 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
-from worker.records import Record
-from worker.resources import Resource
+from worker.source.records import Record
+from worker.source.resources import Resource
 from worker.warehouse.db import is_postgres, reader
 from worker.warehouse.rows import Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
@@ -88,7 +88,7 @@ class Loader:
         stage = sa.table(self._stage, *(sa.column(n) for n in self._names))
         # One row per id (ON CONFLICT may not touch a row twice in one statement): a batch of
         # pages can carry an id twice when a record changed between two of them. In id order,
-        # so two batches in flight (worker/commits.py) that share ids lock them in the same
+        # so two batches in flight (worker/sync/commits.py) that share ids lock them in the same
         # order and cannot deadlock.
         newest = (
             sa.select(*(stage.c[n] for n in self._names))
@@ -102,7 +102,7 @@ class Loader:
 
     def rows(self, records: Sequence[Record]) -> list[Row]:
         """The driver's rows for these records. Pure CPU work and thread-safe, so the fetcher
-        threads do it while this loader's thread is writing (see sync.py)."""
+        threads do it while this loader's thread is writing (see sync/run.py)."""
         return self._builder.rows(records, utcnow())
 
     def commit(
@@ -120,7 +120,7 @@ class Loader:
                 self._write(conn, rows)
             # The rows first, then the rows every transaction of this run updates (lease,
             # cursor, run): their locks are held to the commit, so taking them last lets two
-            # batches in flight (worker/commits.py) overlap in all but their commits.
+            # batches in flight (worker/sync/commits.py) overlap in all but their commits.
             fence(conn)
             position = cursor()
             if position is not None:
@@ -155,7 +155,7 @@ class Loader:
                     copy.write_row(row)
             cursor.execute(self._statement)
 
-    # -- reconciliation (worker/reconcile.py) --------------------------------------------------
+    # -- reconciliation (worker/sync/reconcile.py) -------------------------------------------
 
     def _live_in(
         self, lower: datetime | None, upper: datetime | None

@@ -1,4 +1,4 @@
-"""``rrsync db upgrade``: bring the worker's tables and the resource tables up to date.
+"""``rosesync db upgrade``: bring the worker's tables and the resource tables up to date.
 
 Idempotent and safe to run from several processes at once (a worker restart, beat and a CLI
 command starting together): everything happens in one transaction that first takes a lock

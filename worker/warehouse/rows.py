@@ -1,6 +1,6 @@
 """Records to rows: the typed columns, the raw JSON and the timestamps, ready for the driver.
 
-This is the hot loop of a sync (every record passes through it once): worker/records.py has
+This is the hot loop of a sync (every record passes through it once): worker/source/records.py has
 already picked the typed columns' values out of the record, each column's converter is chosen
 up front, and the common case takes the shortest path: an API timestamp in its canonical form
 (``2024-03-05T14:22:11.123Z``) becomes SQLite's text form by slicing, not by parsing and
@@ -24,8 +24,8 @@ from decimal import Decimal
 from typing import Any
 
 from worker.clock import parse_timestamp
-from worker.records import Record, encode
-from worker.resources import Column, ColumnType, Resource
+from worker.source.records import Record, encode
+from worker.source.resources import Column, ColumnType, Resource
 from worker.warehouse.schema import sqlite_timestamp
 
 log = logging.getLogger(__name__)

@@ -69,7 +69,7 @@ def _upsert_state(conn: sa.Connection, resource: str, org: str, **values: Any) -
 def advance_cursor(conn: sa.Connection, resource: str, org: str, cursor: datetime) -> None:
     """Move the cursor forward (never back) inside the caller's batch transaction.
 
-    One statement, so that two batches committing at once (worker/commits.py) cannot both
+    One statement, so that two batches committing at once (worker/sync/commits.py) cannot both
     read the old cursor and have the older of their two positions win: the second waits for
     the first's row lock and then compares with what the first committed.
     """
@@ -152,7 +152,7 @@ def add_progress(
 ) -> None:
     """Count a batch's pages and records into its run, and raise the request counters to
     ``stats``, inside the batch's transaction. Additive and monotonic, because batches commit
-    concurrently and in any order (worker/commits.py)."""
+    concurrently and in any order (worker/sync/commits.py)."""
     greatest = sa.func.greatest if is_postgres(conn) else sa.func.max  # max(a, b) on SQLite
     update_run(
         conn,
@@ -204,7 +204,7 @@ def recent_runs(engine: Engine, resource: str | None = None, limit: int = 20) ->
 
 @dataclass(frozen=True, slots=True)
 class ResourceState:
-    """What ``rrsync status`` shows for a resource."""
+    """What ``rosesync status`` shows for a resource."""
 
     resource: str
     cursor: datetime | None

@@ -1,7 +1,7 @@
 """Table definitions: the worker's own tables and one ``rr_<resource>`` table per resource.
 
 The worker's tables are versioned by Alembic (``migrations/``); a test checks that the migrations
-and these definitions agree. Resource tables come from the registry, so ``rrsync db upgrade``
+and these definitions agree. Resource tables come from the registry, so ``rosesync db upgrade``
 creates them and adds typed columns as the registry grows (see ``migrate.py``).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from worker.resources import REGISTRY, ColumnType, Resource
+from worker.source.resources import REGISTRY, ColumnType, Resource
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -31,7 +31,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime: rrsync stores UTC-aware datetimes only")
+            raise ValueError("naive datetime: rosesync stores UTC-aware datetimes only")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 

@@ -1,5 +1,5 @@
 """Fixtures for the credentials tests: a scriptable stub authorization server (the protocol's
-edge cases), and a "world": the Rose Rocket simulator with rrsync pointed at it, on SQLite and
+edge cases), and a "world": the Rose Rocket simulator with rosesync pointed at it, on SQLite and
 on PostgreSQL, whose logs are checked for secrets after every test."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @dataclass
 class World:
-    """A running simulator, the environment that points rrsync at it, and rrsync's pieces."""
+    """A running simulator, the environment that points rosesync at it, and rosesync's pieces."""
 
     sim: Simulator
     env: dict[str, str]  # exactly what a child process or the CLI gets
@@ -157,7 +157,7 @@ class World:
 
     def secrets(self) -> list[str]:
         """Every secret this world knows of: the client secret, the key, the stored tokens,
-        and everything rrsync registered for redaction (codes, verifiers, older tokens)."""
+        and everything rosesync registered for redaction (codes, verifiers, older tokens)."""
         known = [CLIENT_SECRET, *self.extra_secrets, *worker.logs.registered_secrets()]
         if self.settings.token_key_file.exists():
             known.append(self.settings.token_key_file.read_text().strip())
@@ -168,7 +168,7 @@ class World:
 
 
 class Browser:
-    """Stands in for the person's browser: visits what rrsync announces, in the background."""
+    """Stands in for the person's browser: visits what rosesync announces, in the background."""
 
     def __init__(self, *before: str) -> None:
         self.before = before  # URLs visited first (a forged callback, say)
@@ -200,7 +200,7 @@ def world(
     database_url: str, tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> Iterator[Callable[..., World]]:
     """``world(env={...}, **simulator_config)``: start a simulator (auto-consent, its client's
-    redirect URI on a free loopback port) and point rrsync at it. Afterwards, every captured log
+    redirect URI on a free loopback port) and point rosesync at it. Afterwards, every captured log
     record (DEBUG and up) is checked for every secret the world knows of."""
     caplog.set_level(logging.DEBUG)
     started: list[World] = []
@@ -241,7 +241,7 @@ def world(
 
 
 def bootstrap_now(made: World, browser: Browser | None = None, **kwargs: Any) -> CredentialStatus:
-    """An in-process `rrsync bootstrap` whose browser consents at once."""
+    """An in-process `rosesync bootstrap` whose browser consents at once."""
     browser = browser or Browser()
     try:
         return bootstrap(made.settings, made.engine, announce=browser, **kwargs)

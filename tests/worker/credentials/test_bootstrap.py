@@ -1,4 +1,4 @@
-"""`rrsync bootstrap` against the simulator, over real HTTP: the whole flow (the CLI in a
+"""`rosesync bootstrap` against the simulator, over real HTTP: the whole flow (the CLI in a
 subprocess, and in process), every way it can fail (one clear line, nothing stored), --paste."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def visit_request(request: urllib.request.Request) -> tuple[int, str, str]:
 def assert_one_line_error(stderr: str, starts: str) -> None:
     assert "Traceback" not in stderr
     last = stderr.rstrip("\n").splitlines()[-1]
-    assert last.startswith(f"rrsync: error: {starts}"), stderr
+    assert last.startswith(f"rosesync: error: {starts}"), stderr
 
 
 def nothing_stored(made: World, org: str | None = None) -> bool:
@@ -91,7 +91,7 @@ def test_cli_bootstrap_end_to_end(world: Worlds, tmp_path: Path) -> None:
     assert process.stdout is not None
     url = process.stdout.readline().strip()
     assert url.startswith(f"{made.sim.url}/authorize?"), url
-    status, landed, page = visit(url)  # auto-consent redirects to rrsync's listener
+    status, landed, page = visit(url)  # auto-consent redirects to rosesync's listener
     assert status == 200 and "done - you can close this tab" in page
     made.extra_secrets.append(code_of(landed))
     out, err = finish(made, process, url)
@@ -171,7 +171,7 @@ def test_a_replayed_callback_is_refused(world: Worlds) -> None:
     message = str(caught.value)
     assert caught.value.error == "invalid_grant" and "\n" not in message
     assert message.startswith("the code exchange failed: invalid_grant")
-    assert "run `rrsync bootstrap` again" in message
+    assert "run `rosesync bootstrap` again" in message
     assert nothing_stored(made, "replay")
 
 
@@ -204,7 +204,7 @@ def test_redirect_uri_not_registered(world: Worlds) -> None:
         bootstrap_now(made, browser, timeout=1)
     status, _, page = browser.results[-1]
     assert status == 400 and "not registered" in page  # the server says so to the person...
-    message = str(caught.value)  # ...and rrsync's line says what to check
+    message = str(caught.value)  # ...and rosesync's line says what to check
     assert "ROSEROCKET_REDIRECT_URI is exactly the callback registered" in message
     assert nothing_stored(made) and made.token_posts() == 0
 

@@ -64,7 +64,7 @@ def test_error_response_becomes_a_clear_oauth_error() -> None:
     assert caught.value.error == "access_denied"
     message = str(caught.value)
     assert "\n" not in message
-    assert "access_denied (User said no)" in message and "rrsync bootstrap" in message
+    assert "access_denied (User said no)" in message and "rosesync bootstrap" in message
 
 
 def test_a_forged_error_without_our_state_does_not_count() -> None:

@@ -56,7 +56,7 @@ def test_no_key_anywhere_is_one_line(make_settings: Callable[..., Settings]) -> 
     with pytest.raises(ConfigError) as caught:
         load_cipher(settings)
     assert str(caught.value).startswith(
-        "no encryption key: set TOKEN_ENCRYPTION_KEY or run `rrsync bootstrap`"
+        "no encryption key: set TOKEN_ENCRYPTION_KEY or run `rosesync bootstrap`"
     )
     assert not settings.token_key_file.exists()
 

@@ -122,7 +122,7 @@ def test_code_exchange_is_never_retried(
 ) -> None:
     settings = client_settings(stub.url)
     stub.answer("/oauth/token", status, "busy", Retry_After="0")
-    with pytest.raises(OAuthError, match="works only once, so run `rrsync bootstrap` again"):
+    with pytest.raises(OAuthError, match="works only once, so run `rosesync bootstrap` again"):
         oauth.exchange_code(settings, oauth.discover(settings), "code", _request(settings))
     assert len(stub.forms("/oauth/token")) == 1
 

@@ -53,7 +53,7 @@ def expire(made: World) -> None:
     age(made, 3600)
 
 
-def rrsync(made: World, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def rosesync(made: World, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own; its output goes to the world's secret check."""
     result = subprocess.run(
         [sys.executable, "-m", "worker", *args],
@@ -220,7 +220,7 @@ def test_a_revoked_grant_needs_bootstrap_and_stops_token_calls(
 
     (outcome,) = refresh_due_credentials(made.settings, made.engine)
     assert outcome.action == "failed" and outcome.error is not None
-    assert "needs re-authorization: run `rrsync bootstrap` again" in outcome.error
+    assert "needs re-authorization: run `rosesync bootstrap` again" in outcome.error
     assert "invalid_grant" in outcome.error
     (status,) = credential_statuses(made.settings, made.engine)
     assert status.state == "reauth_required"
@@ -229,14 +229,14 @@ def test_a_revoked_grant_needs_bootstrap_and_stops_token_calls(
     posts = made.token_posts()
     (again,) = refresh_due_credentials(made.settings, made.engine, force=True)
     assert again.action == "skipped_reauth_required"
-    with pytest.raises(ReauthRequired, match="run `rrsync bootstrap` again"):
+    with pytest.raises(ReauthRequired, match="run `rosesync bootstrap` again"):
         made.store().access_token()
-    with pytest.raises(ReauthRequired, match="run `rrsync bootstrap` again"):
+    with pytest.raises(ReauthRequired, match="run `rosesync bootstrap` again"):
         syncing.refresh_after_401(in_use)  # a running sync's next 401 stops it
-    cli = rrsync(made, "token", "refresh", cwd=tmp_path)
+    cli = rosesync(made, "token", "refresh", cwd=tmp_path)
     assert cli.returncode == 1
     assert_one_line_error(cli.stderr, "the credential for org 'default' needs re-authorization")
-    shown = rrsync(made, "token", "status", "--json", cwd=tmp_path)
+    shown = rosesync(made, "token", "status", "--json", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert [s["state"] for s in json.loads(shown.stdout)] == ["reauth_required"]
     assert made.token_posts() == posts  # none of that asked the server
@@ -250,11 +250,11 @@ def test_a_revoked_grant_needs_bootstrap_and_stops_token_calls(
 
 def test_cli_token_refresh_and_status(ready: Worlds, tmp_path: Path) -> None:
     made = ready()
-    refreshed = rrsync(made, "token", "refresh", cwd=tmp_path)
+    refreshed = rosesync(made, "token", "refresh", cwd=tmp_path)
     assert refreshed.returncode == 0, refreshed.stderr
     assert refreshed.stdout.startswith("default: refreshed, valid until ")
     assert made.grants()["refresh_token"] == 1
-    shown = rrsync(made, "token", "status", cwd=tmp_path)
+    shown = rosesync(made, "token", "status", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     header, _rule, line = shown.stdout.splitlines()
     assert header.split()[:2] == ["org", "state"] and line.split()[:2] == ["default", "ok"]
@@ -278,7 +278,7 @@ def test_key_rotation_and_wrong_keys(world: Worlds, tmp_path: Path) -> None:
         made.with_env(TOKEN_ENCRYPTION_KEY=old).store().access_token()
     assert str(caught.value).startswith("TOKEN_ENCRYPTION_KEY cannot decrypt")
     without_key = made.with_env(TOKEN_ENCRYPTION_KEY="")
-    cli = rrsync(without_key, "token", "refresh", cwd=tmp_path)
+    cli = rosesync(without_key, "token", "refresh", cwd=tmp_path)
     assert cli.returncode == 2
     assert_one_line_error(cli.stderr, "no encryption key: set TOKEN_ENCRYPTION_KEY")
 

@@ -89,10 +89,10 @@ def test_expiry_allows_for_clock_skew_but_not_more_than_half_the_lifetime() -> N
 
 def test_no_credential(settings: Settings, engine: Engine) -> None:
     with pytest.raises(
-        ReauthRequired, match=r"no credential for org 'default': run `rrsync bootstrap`$"
+        ReauthRequired, match=r"no credential for org 'default': run `rosesync bootstrap`$"
     ):
         CredentialStore(settings, engine).access_token()
-    with pytest.raises(ReauthRequired, match="run `rrsync bootstrap --org acme`"):
+    with pytest.raises(ReauthRequired, match="run `rosesync bootstrap --org acme`"):
         CredentialStore(settings, engine, org="acme").access_token()
 
 
@@ -135,7 +135,7 @@ def test_a_reauth_required_credential_stops_at_once(settings: Settings, engine: 
     with pytest.raises(ReauthRequired) as caught:
         CredentialStore(settings, engine).access_token()
     message = str(caught.value)
-    assert "run `rrsync bootstrap` again" in message and "invalid_grant" in message
+    assert "run `rosesync bootstrap` again" in message and "invalid_grant" in message
     (outcome,) = refresh_due_credentials(settings, engine, force=True)
     assert outcome.action == "skipped_reauth_required"
     assert outcome.error == message
@@ -202,4 +202,4 @@ def test_a_failed_refresh_is_an_outcome_not_an_exception(
 def test_refreshing_an_unknown_org(settings: Settings, engine: Engine) -> None:
     (outcome,) = refresh_due_credentials(settings, engine, org="acme")
     assert outcome.action == "failed"
-    assert outcome.error == "no credential for org 'acme': run `rrsync bootstrap --org acme`"
+    assert outcome.error == "no credential for org 'acme': run `rosesync bootstrap --org acme`"

@@ -1,4 +1,4 @@
-"""worker/warehouse/migrate.py: `rrsync db upgrade` is idempotent on SQLite and PostgreSQL,
+"""worker/warehouse/migrate.py: `rosesync db upgrade` is idempotent on SQLite and PostgreSQL,
 the migrations match the table definitions, and new registry columns get added."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from worker.resources import REGISTRY
+from worker.source.resources import REGISTRY
 from worker.warehouse import connect
 from worker.warehouse.db import create_engine
 from worker.warehouse.migrate import VERSION_TABLE, head_revision, upgrade
@@ -20,7 +20,7 @@ from worker.warehouse.rows import RowBuilder
 from worker.warehouse.schema import OWN_TABLES, metadata
 
 
-def _rrsync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _rosesync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],
         env={**os.environ, **env},
@@ -34,10 +34,10 @@ def _rrsync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 def test_db_upgrade_twice_from_the_cli(database_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": database_url}
-    first = _rrsync("db", "upgrade", env=env, cwd=tmp_path)
+    first = _rosesync("db", "upgrade", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "created rr_orders" in first.stdout
-    second = _rrsync("db", "upgrade", env=env, cwd=tmp_path)
+    second = _rosesync("db", "upgrade", env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "database is up to date"
     engine = create_engine(database_url)
@@ -88,7 +88,7 @@ def test_first_use_brings_the_schema_up_to_date(sqlite_url: str) -> None:
 def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     upgrade(engine)
-    with engine.begin() as conn:  # a warehouse created before rrsync chose LZ4
+    with engine.begin() as conn:  # a warehouse created before rosesync chose LZ4
         conn.exec_driver_sql("ALTER TABLE rr_orders ALTER COLUMN data SET COMPRESSION pglz")
     assert upgrade(engine) == ["compressing rr_orders.data with lz4"]
     assert upgrade(engine) == []

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from worker.records import Record
-from worker.resources import REGISTRY, Column, Resource
+from worker.source.records import Record
+from worker.source.resources import REGISTRY, Column, Resource
 from worker.warehouse.rows import RowBuilder, postgres_time, sqlite_time
 
 THING = Resource(

@@ -1,6 +1,6 @@
 """Alembic environment: always driven from ``worker.warehouse.migrate`` with a live connection.
 
-rrsync has no alembic.ini; ``migrate.upgrade()`` passes the connection (already inside the
+rosesync has no alembic.ini; ``migrate.upgrade()`` passes the connection (already inside the
 transaction that holds the migration lock) through ``config.attributes``.
 """
 

@@ -1,5 +1,5 @@
-"""worker/commits.py: batches commit side by side, the cursor never covers an uncommitted batch,
-and a writer's error reaches the run."""
+"""worker/sync/commits.py: batches commit side by side, the cursor never covers an uncommitted
+batch, and a writer's error reaches the run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker.commits import Committer, Covered, Ledger
+from worker.sync.commits import Committer, Covered, Ledger
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""What ``rrsync status`` reports: token health, then per resource the last run, the cursor,
+"""What ``rosesync status`` reports: token health, then per resource the last run, the cursor,
 the rows in the warehouse and the next scheduled run. Data only; the CLI formats it."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 
 from config.schedule import next_run
 from config.settings import Settings
-from worker.beat import LEASE_NAME
 from worker.clock import utcnow
 from worker.credentials.store import CredentialStatus, credential_statuses
+from worker.ops.beat import LEASE_NAME
 from worker.warehouse import leases
 from worker.warehouse.runs import ResourceState, RunRow, resource_states
 
@@ -52,7 +52,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def run_dict(run: RunRow) -> dict[str, Any]:
-    """A run as JSON: in `rrsync status --json`, `rrsync sync --json` and task results."""
+    """A run as JSON: in `rosesync status --json`, `rosesync sync --json` and task results."""
     return {
         "id": run.id,
         "resource": run.resource,

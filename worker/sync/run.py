@@ -1,6 +1,6 @@
 """One sync run of one resource: pages in, rows and checkpoints out, a run row that tells.
 
-The loop (pages.py reads, warehouse/load.py writes):
+The loop (keyset.py reads, warehouse/load.py writes):
 
 1. take the resource's lease, or record the run as ``skipped``;
 2. record the run's start, read the cursor; the window starts at ``cursor - lookback``
@@ -32,22 +32,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
-from worker.api import RoseRocketClient, TokenSource
 from worker.clock import utcnow
-from worker.commits import Committer, Covered
 from worker.errors import (
     ConfigError,
     Interrupted,
     ReauthRequired,
-    RRSyncError,
+    RoseSyncError,
     WarehouseUnavailable,
 )
-from worker.leases import Lease
 from worker.logs import redact
-from worker.pages import Chunk, Pager, Slice
-from worker.reconcile import reconcile
-from worker.records import Page, Record
-from worker.resources import Resource
+from worker.source.api import RoseRocketClient, TokenSource
+from worker.source.keyset import Chunk, Pager, Slice
+from worker.source.records import Page, Record
+from worker.source.resources import Resource
+from worker.sync.commits import Committer, Covered
+from worker.sync.lease import Lease
+from worker.sync.reconcile import reconcile
 from worker.warehouse import leases as lease_rows
 from worker.warehouse.load import Loader
 from worker.warehouse.rows import Row
@@ -112,7 +112,7 @@ def sync_resource(
                 run.execute(cursor, full)
             except Interrupted as exc:
                 return SyncResult(run.finish("interrupted", str(exc)), exc)
-            except RRSyncError as exc:
+            except RoseSyncError as exc:
                 log.error("%s: run %s failed: %s", resource.name, run_id, exc)
                 return SyncResult(run.finish("failed", str(exc)), exc)
             except sa.exc.OperationalError as exc:  # the database went away: worth a retry
@@ -203,7 +203,7 @@ class _Run:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             if len(slices) > 1:
-                # The catch-up read (pages.py): from the newest position to the end, once every
+                # The catch-up read (keyset.py): from the newest position to the end, once every
                 # slice is done. A single slice read to its end already was that read.
                 newest, at_newest = progress.newest
                 for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):

@@ -1,6 +1,6 @@
 """On-demand syncs through Celery: send the tasks, and (optionally) wait for their outcomes.
 
-What ``rrsync sync --enqueue [--wait]`` does; any other Celery client can do the same by task
+What ``rosesync sync --enqueue [--wait]`` does; any other Celery client can do the same by task
 name (README, "Triggering syncs from other systems").
 """
 

@@ -23,12 +23,12 @@ from celery import Task, group, shared_task
 from celery.signals import setup_logging, worker_process_init, worker_shutting_down
 
 from config.settings import get_settings
-from worker import resources
 from worker.credentials.store import CredentialStore, refresh_due_credentials
 from worker.errors import Interrupted, TransientError
 from worker.logs import configure_logging
-from worker.status import run_dict
-from worker.sync import sync_resource as run_sync
+from worker.ops.status import run_dict
+from worker.source import resources
+from worker.sync.run import sync_resource as run_sync
 from worker.warehouse import connect
 from worker.warehouse.broker import purge_delivered_messages
 

@@ -1,4 +1,5 @@
-"""worker/records.py: pages decode to records carrying the raw text and just the fields used."""
+"""worker/source/records.py: pages decode to records carrying the raw text and just the fields
+used."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import msgspec
 import pytest
 
 from worker.errors import MalformedResponse
-from worker.records import Decoder
-from worker.resources import REGISTRY
+from worker.source.records import Decoder
+from worker.source.resources import REGISTRY
 
 ORDERS = Decoder(REGISTRY["orders"])
 ORDER = (

@@ -18,11 +18,11 @@ import msgspec
 import requests
 
 from config.settings import Settings
-from worker import http
 from worker.clock import format_timestamp
 from worker.errors import ApiError, NotFound, Unauthorized
-from worker.records import Decoder, Page, Record
-from worker.resources import Resource
+from worker.source import http
+from worker.source.records import Decoder, Page, Record
+from worker.source.resources import Resource
 
 
 class TokenSource(Protocol):

@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from worker.api import RoseRocketClient
-from worker.pages import Pager, Slice
-from worker.records import Record
-from worker.resources import Resource
+from worker.source.api import RoseRocketClient
+from worker.source.keyset import Pager, Slice
+from worker.source.records import Record
+from worker.source.resources import Resource
 from worker.warehouse.load import Fence, Loader
 
 Store = Callable[[list[Record]], None]

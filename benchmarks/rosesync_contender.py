@@ -1,6 +1,6 @@
-"""The rrsync contender: a full sync of each resource through the real code path.
+"""The rosesync contender: a full sync of each resource through the real code path.
 
-``python -m benchmarks.rrsync_contender --resources orders,customers``. Settings come from the
+``python -m benchmarks.rosesync_contender --resources orders,customers``. Settings come from the
 environment exactly as in production (DATABASE_URL, ROSEROCKET_*, TOKEN_KEY_FILE; every other
 setting at its default: SYNC_CONCURRENCY, page size 200), and the credential is
 the one the harness bootstrapped into the database beforehand. No ``.env`` is read: a developer's
@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from benchmarks.measure import report_phase
 from config.settings import load_settings
 from worker.credentials.store import CredentialStore
-from worker.resources import REGISTRY
-from worker.sync import sync_resource
+from worker.source.resources import REGISTRY
+from worker.sync.run import sync_resource
 from worker.warehouse import connect
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run rrsync's full sync of some resources.")
+    parser = argparse.ArgumentParser(description="Run rosesync's full sync of some resources.")
     parser.add_argument("--resources", default="orders,customers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -1,4 +1,4 @@
-"""Decoding API bodies into :class:`Record`: the raw JSON text plus only the fields rrsync uses.
+"""Decoding API bodies into :class:`Record`: the raw JSON text plus only the fields rosesync uses.
 
 Decoding is most of a sync's CPU, and Python holds its GIL while doing it. Building every
 record's full object tree (to read eight fields, then encode the tree again for the ``data``
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from worker.errors import MalformedResponse
-from worker.resources import Resource
+from worker.source.resources import Resource
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""worker/sync.py against the simulator, on SQLite and PostgreSQL, with concurrency on:
+"""worker/sync/run.py against the simulator, on SQLite and PostgreSQL, with concurrency on:
 the warehouse ends equal to the source under live changes, faults, crashes and bad pages."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from tests.support import World, assert_matches_source, make_world, warehouse_rows
 from worker.clock import format_timestamp, parse_timestamp
 from worker.errors import MalformedResponse
-from worker.records import Decoder
-from worker.resources import REGISTRY
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
-from worker.sync import SyncResult, sync_resource
+from worker.source.records import Decoder
+from worker.source.resources import REGISTRY
+from worker.sync.run import SyncResult, sync_resource
 from worker.warehouse.runs import recent_runs
 from worker.warehouse.schema import state
 
@@ -200,8 +200,8 @@ def test_an_older_version_never_overwrites_a_newer_one(world: World) -> None:
 
 
 def test_a_second_run_while_one_holds_the_lease_is_skipped(world: World) -> None:
-    from worker.leases import Lease
-    from worker.sync import lease_name
+    from worker.sync.lease import Lease
+    from worker.sync.run import lease_name
 
     other = Lease(world.engine, lease_name("orders", "default"), ttl=60)
     assert other.acquire()
@@ -216,13 +216,13 @@ def test_a_second_run_while_one_holds_the_lease_is_skipped(world: World) -> None
 # stops there (the other may still be mid-transaction): the kill lands mid-run, every time.
 CHILD = """
 import sys, time
-import worker.sync
+import worker.sync.run
 from config.settings import load_settings
 from worker.credentials.store import CredentialStore
-from worker.resources import REGISTRY
-from worker.sync import sync_resource
+from worker.source.resources import REGISTRY
+from worker.sync.run import sync_resource
 from worker.warehouse import connect
-worker.sync.BATCH_RECORDS = 100
+worker.sync.run.BATCH_RECORDS = 100
 settings = load_settings(dotenv_path=None)
 engine = connect(settings.database_url)
 def progress(name, done, total):
@@ -318,7 +318,7 @@ def test_losing_the_database_mid_run_is_transient(
         real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Loader, "commit", failing_commit)
-    monkeypatch.setattr("worker.sync.BATCH_RECORDS", 40)  # one page per batch
+    monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 40)  # one page per batch
     result = sync(world, "orders")
     assert isinstance(result.error, WarehouseUnavailable)
     assert isinstance(result.error, TransientError)  # so the Celery task retries it
@@ -332,10 +332,10 @@ def test_losing_the_database_mid_run_is_transient(
 def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches commit side by side (worker/commits.py). The database refuses one of them (a
+    """Batches commit side by side (worker/sync/commits.py). The database refuses one of them (a
     trigger), slowly, so that on PostgreSQL the next batch commits while it fails. The cursor
     must still cover only committed rows, so that the next incremental run fills the hole."""
-    monkeypatch.setattr("worker.sync.BATCH_RECORDS", 40)  # one page per batch: many batches
+    monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 40)  # one page per batch: many batches
     pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1"}  # one slice: cursor after each
     with make_world(database_url, tmp_path, SimulatorConfig(records=300), **pages) as world:
         assert world.settings.sync_writers == 2

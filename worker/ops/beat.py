@@ -1,6 +1,6 @@
 """The beat scheduler that refuses to double the schedule.
 
-Two ``rrsync beat`` processes (one started by mistake, or a standby) would each send every
+Two ``rosesync beat`` processes (one started by mistake, or a standby) would each send every
 schedule entry. This scheduler sends only while it holds the ``beat`` lease; the other waits,
 renewing its claim every loop, and takes over within ``LEASE_SECONDS`` if the leader dies.
 """
@@ -14,7 +14,7 @@ from celery.beat import PersistentScheduler
 
 from config.schedule import BEAT_LOOP_SECONDS
 from config.settings import VAR, get_settings
-from worker.leases import Lease
+from worker.sync.lease import Lease
 from worker.warehouse import connect
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
-"""worker/resources.py: the registry is consistent, and selecting from it validates names."""
+"""worker/source/resources.py: the registry is consistent, and selecting from it validates names."""
 
 from __future__ import annotations
 
 import pytest
 
 from worker.errors import ConfigError
-from worker.resources import REGISTRY, select
+from worker.source.resources import REGISTRY, select
 from worker.warehouse.schema import RESERVED_COLUMNS
 
 

@@ -8,7 +8,7 @@ run's counters; SQLite, which has a single write lock, gets one writer, and even
 writer thread lets the next batch arrive while the previous one commits.
 
 What changes with batches committing side by side, and out of order, is which cursor a batch may
-write. A batch's own cursor (the position :class:`worker.sync._Checkpoints` computed when it was
+write. A batch's own cursor (the position :class:`worker.sync.run._Checkpoints` computed when it was
 handed over) claims that every batch before it is committed too. So a transaction writes the
 cursor of the newest batch such that that batch and all before it are committed already or are
 this transaction's own: a crash at any point leaves the cursor at or behind the committed rows,

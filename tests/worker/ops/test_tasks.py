@@ -1,4 +1,4 @@
-"""worker/tasks.py and worker/beat.py with real Celery workers and beat processes, on the
+"""worker/ops/tasks.py and worker/ops/beat.py with real Celery workers and beat processes, on the
 embedded SQLite broker and on Redis with PostgreSQL (and RabbitMQ where a broker's own
 redelivery is the point)."""
 
@@ -108,7 +108,7 @@ def test_the_same_sync_enqueued_five_times_runs_once(
 
 
 class Process:
-    """An `rrsync ...` subprocess in its own session (killed as a whole, like a container)."""
+    """An `rosesync ...` subprocess in its own session (killed as a whole, like a container)."""
 
     def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
         self.log = cwd / f"{args[0]}-{time.monotonic_ns()}.log"
@@ -260,7 +260,7 @@ def test_a_killed_worker_task_is_redelivered_and_completes(
     request: pytest.FixtureRequest,
 ) -> None:
     broker = str(request.getfixturevalue(broker_fixture))
-    queue = f"rrsync-test-{time.monotonic_ns()}"
+    queue = f"rosesync-test-{time.monotonic_ns()}"
     config = SimulatorConfig(records=600, faults=(FaultRule(kind="latency", latency=0.08),))
     visibility = 14  # short, so that Redis redelivers within the test
     env = {
@@ -353,6 +353,6 @@ def test_a_failing_sync_task_retries_a_bounded_number_of_times_but_not_a_revoked
             world.sim.set_faults()
             world.sim.revoke_all()
             outcome = app.send_task("rrsync.sync_resource", args=("partners",))
-            with pytest.raises(Exception, match="rrsync bootstrap"):
+            with pytest.raises(Exception, match="rosesync bootstrap"):
                 outcome.get(timeout=120)
         assert [r.status for r in recent_runs(world.engine, "partners")] == ["failed"]

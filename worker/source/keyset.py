@@ -30,11 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from worker.api import RoseRocketClient
 from worker.clock import parse_timestamp
 from worker.errors import MalformedResponse
-from worker.records import Page, Record
-from worker.resources import Resource
+from worker.source.api import RoseRocketClient
+from worker.source.records import Page, Record
+from worker.source.resources import Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ class Pager:
                     raise MalformedResponse(
                         f"{self.resource.name}: the API returned records out of "
                         f"{self.resource.cursor_field} order or ignored updated_start_at; "
-                        "rrsync needs both to page safely"
+                        "rosesync needs both to page safely"
                     )
                 previous = stamp
                 if part.upper is not None and stamp >= part.upper:  # an inclusive end bound

@@ -1,8 +1,8 @@
-"""The resource registry: what rrsync pulls from Rose Rocket and where it lands.
+"""The resource registry: what rosesync pulls from Rose Rocket and where it lands.
 
 Each entry is pure data. The API client, the pager and the warehouse all read it, so adding a
-resource (or a typed column) is one entry here and no new code: ``rrsync db upgrade`` creates the
-table or adds the column, and the next ``rrsync sync --full RESOURCE`` fills it for old rows.
+resource (or a typed column) is one entry here and no new code: ``rosesync db upgrade`` creates the
+table or adds the column, and the next ``rosesync sync --full RESOURCE`` fills it for old rows.
 """
 
 from __future__ import annotations
@@ -124,6 +124,6 @@ def select(names: Iterable[str]) -> tuple[Resource, ...]:
     if unknown:
         raise ConfigError(
             f"unknown resource {', '.join(map(repr, unknown))}: "
-            f"expected some of {', '.join(REGISTRY)} (see `rrsync resources`)"
+            f"expected some of {', '.join(REGISTRY)} (see `rosesync resources`)"
         )
     return tuple(r for name, r in REGISTRY.items() if name in wanted)

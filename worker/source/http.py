@@ -30,7 +30,7 @@ from config.settings import Settings
 from worker import __version__
 from worker.errors import RateLimited, ServerError, TransientError
 
-USER_AGENT = f"rrsync/{__version__}"
+USER_AGENT = f"rosesync/{__version__}"
 POOL_SIZE = 16
 
 _sessions: dict[int, requests.Session] = {}
