@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from benchmarks.measure import report_phase
 from config.settings import load_settings
 from worker.credentials.store import CredentialStore
-from worker.source.resources import REGISTRY
 from worker.sync.run import sync_resource
 from worker.warehouse import connect
 
@@ -34,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings(dotenv_path=None)
     engine = connect(settings.database_url)
     tokens = CredentialStore(settings, engine)
-    resources = [REGISTRY[name] for name in args.resources.split(",")]
+    resources = [settings.registry[name] for name in args.resources.split(",")]
 
     def sync_all() -> None:
         for resource in resources:

@@ -88,7 +88,10 @@ class Settings:
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
     sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
-    sync_page_size: int = 200
+    # Rose Rocket's documented maximum (issue 12); the probe lowers it to what the API gives.
+    sync_page_size: int = 50
+    sync_strategy: str = "auto"  # auto | keyset | sweep (worker/source/probe.py)
+    sync_endpoints: Mapping[str, resources.Endpoint] = field(default_factory=dict)
     sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
@@ -109,6 +112,11 @@ class Settings:
     def credential_name(self) -> str:
         """The credential row this process uses: the org id, or ``default`` without one."""
         return self.org_id or "default"
+
+    @property
+    def registry(self) -> dict[str, resources.Resource]:
+        """The resource registry as this deployment's API serves it (SYNC_ENDPOINTS applied)."""
+        return resources.configured(self.sync_endpoints)
 
     @property
     def result_backend(self) -> str:
@@ -203,9 +211,44 @@ def _non_negative_int(value: str) -> int:
 
 def _page_size(value: str) -> int:
     number = _positive_int(value)
-    if number > 200:
-        raise ValueError("a whole number from 1 to 200 (the API's maximum page)")
+    if number > 1000:
+        raise ValueError("a whole number from 1 to 1000 (Rose Rocket documents 50 at most)")
     return number
+
+
+STRATEGIES: Final = ("auto", "keyset", "sweep")
+
+
+def _strategy(value: str) -> str:
+    if value not in STRATEGIES:
+        raise ValueError(" or ".join(STRATEGIES))
+    return value
+
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _endpoints(value: str) -> dict[str, resources.Endpoint]:
+    """``partners=/api/v1/partner_carriers,invoices=/api/v2/invoices:invoices:invoice``."""
+    expected = (
+        "comma-separated RESOURCE=/path entries, each optionally followed by "
+        ":list_key:item_key, e.g. partners=/api/v1/partner_carriers"
+    )
+    found: dict[str, resources.Endpoint] = {}
+    for entry in (e.strip() for e in value.split(",") if e.strip()):
+        name, _, target = entry.partition("=")
+        path, *keys = target.strip().split(":")
+        name = name.strip()
+        if (
+            name not in resources.REGISTRY
+            or name in found
+            or not path.startswith("/")
+            or len(keys) not in (0, 2)
+            or not all(_KEY.match(k) for k in keys)
+        ):
+            raise ValueError(expected + f" (resources: {', '.join(resources.REGISTRY)})")
+        found[name] = resources.Endpoint(path, *keys)
+    return found
 
 
 def _writers(value: str) -> int:
@@ -333,6 +376,8 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
     "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),
     "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
+    "SYNC_STRATEGY": ("sync_strategy", _strategy),
+    "SYNC_ENDPOINTS": ("sync_endpoints", _endpoints),
     "SYNC_WRITERS": ("sync_writers", _writers),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),

@@ -73,6 +73,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(name))
 
 
+@pytest.fixture(params=["extended", "documented"])
+def api_profile(request: pytest.FixtureRequest) -> str:
+    """Runs the test against both simulator profiles: the API rosesync was first built on, and
+    the API as Rose Rocket documents it (worker/simulator/config.py, PROFILES)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis database index of its own, flushed afterwards."""

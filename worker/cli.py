@@ -415,7 +415,7 @@ def sync_command(
     was in progress).
     """
     settings = _settings()
-    chosen = resources.select(resource_names or settings.sync_resources)
+    chosen = resources.select(resource_names or settings.sync_resources, settings.registry)
     if wait and not enqueue:
         raise ConfigError("--wait only goes with --enqueue (an inline sync always waits)")
     if enqueue:

@@ -18,3 +18,9 @@ def parse_timestamp(text: str) -> datetime:
 def format_timestamp(value: datetime) -> str:
     """The API's own form: milliseconds and a ``Z`` (what ``updated_start_at`` expects)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def to_millisecond(value: datetime) -> datetime:
+    """``value`` truncated to the millisecond: the precision of the API's timestamps and of
+    ``format_timestamp``, so a bound compared on both sides means the same instant."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)

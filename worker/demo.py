@@ -74,7 +74,7 @@ def run_demo(
         say("bootstrap: authorization code flow through the loopback listener (auto-consent)")
         bootstrap(settings, engine, announce=visit_soon, timeout=60)
         store = CredentialStore(settings, engine)
-        everything = list(select(settings.sync_resources))
+        everything = list(select(settings.sync_resources, settings.registry))
         say("full sync of every resource")
         full = sync_resources(settings, engine, store, everything, full=True, progress=progress)
         changes = sim.mutate(CHANGES)

@@ -63,6 +63,20 @@ class MalformedResponse(TransientError):
     """A body that is not the JSON we expect. Retried (proxies truncate), then it fails the run."""
 
 
+class ListDrifted(TransientError):
+    """Records were inserted or deleted so fast that an offset sweep could not read the list
+    without a gap (source/sweep.py); the next run sweeps again."""
+
+
+class OrderViolated(MalformedResponse):
+    """The API stopped honouring what the probe proved (``updated_at`` order, the filters):
+    the run re-probes the resource and pages it the way the API now allows."""
+
+
+class EndpointMissing(ApiError):
+    """The resource's list endpoint answered 404: the API has no such resource (here)."""
+
+
 class Unauthorized(TransientError):
     """HTTP 401 from the data API even after refreshing the token (seed step 7)."""
 

@@ -26,6 +26,31 @@ def test_defaults_are_the_contracts() -> None:
     assert (s.log_level, s.log_format) == ("INFO", "text")
     assert s.client_id is None and s.client_secret is None and s.org_id is None
     assert s.credential_name == "default"
+    # issue 12: Rose Rocket documents 50 a page; the strategy is probed per resource
+    assert (s.sync_page_size, s.sync_strategy) == (50, "auto")
+    assert s.registry["partners"].endpoint == "/api/v1/partner_carriers"
+
+
+def test_endpoints_move_resources_and_derive_their_keys() -> None:
+    s = load_settings(
+        environ={
+            "SYNC_ENDPOINTS": "partners=/api/v1/carriers, "
+            "invoices=/api/v2/billing/invoices:items:item"
+        },
+        dotenv_path=None,
+    )
+    partners, invoices = s.registry["partners"], s.registry["invoices"]
+    assert (partners.endpoint, partners.records_key, partners.item_key) == (
+        "/api/v1/carriers",
+        "carriers",
+        "carrier",
+    )
+    assert (invoices.endpoint, invoices.records_key, invoices.item_key) == (
+        "/api/v2/billing/invoices",
+        "items",
+        "item",
+    )
+    assert s.registry["orders"] == REGISTRY["orders"]
 
 
 def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
@@ -83,7 +108,12 @@ BAD_VALUES = [
     ("SYNC_LOOKBACK_SECONDS", "five", "whole number"),
     ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
     ("SYNC_CONCURRENCY", "0", "greater than 0"),
-    ("SYNC_PAGE_SIZE", "500", "1 to 200"),
+    ("SYNC_PAGE_SIZE", "5000", "1 to 1000"),
+    ("SYNC_STRATEGY", "offset", "auto or keyset or sweep"),
+    ("SYNC_ENDPOINTS", "partners:/api/v1/partner_carriers", "RESOURCE=/path"),
+    ("SYNC_ENDPOINTS", "lorries=/api/v1/lorries", "RESOURCE=/path"),
+    ("SYNC_ENDPOINTS", "orders=api/v1/orders", "RESOURCE=/path"),
+    ("SYNC_ENDPOINTS", "orders=/api/v1/o:orders", "RESOURCE=/path"),
     ("SYNC_WRITERS", "9", "1 to 8"),
     ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
     ("SYNC_TIME_LIMIT", "x", "whole number"),

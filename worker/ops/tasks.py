@@ -79,7 +79,7 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
     """Sync one resource. Transient failures retry with exponential backoff, a bounded number
     of times; a revoked grant or a bad setting fails at once (retrying cannot fix those)."""
     settings = get_settings()
-    (target,) = resources.select([resource])
+    (target,) = resources.select([resource], settings.registry)
     engine = connect(settings.database_url)
     result = run_sync(
         settings,

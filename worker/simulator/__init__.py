@@ -16,8 +16,8 @@ data API), `faults`, `mutation`, `counters`, `admin` (`/_admin/...`), `app` (rou
 (HTTP transport, `Simulator`, `serve`).
 """
 
-from worker.simulator.config import RESOURCES, SimulatorConfig
+from worker.simulator.config import PATHS, RESOURCES, SINGULAR, SimulatorConfig
 from worker.simulator.faults import FaultRule
 from worker.simulator.server import Simulator, serve
 
-__all__ = ["RESOURCES", "FaultRule", "Simulator", "SimulatorConfig", "serve"]
+__all__ = ["PATHS", "RESOURCES", "SINGULAR", "FaultRule", "Simulator", "SimulatorConfig", "serve"]

@@ -1,7 +1,11 @@
-"""The v1 data API: `GET /api/v1/<resource>` (paged) and `GET /api/v1/<resource>/<id>`.
+"""The v1 data API: `GET /api/v1/<path>` (paged) and `GET /api/v1/<path>/<id>`.
 
-Validation follows Rose Rocket's NestJS stack: a 400 carries every problem at once as a list of
-messages. Pages are assembled from the records' stored JSON bytes, never re-encoded.
+Two profiles (config.PROFILES). "extended" validates like Rose Rocket's NestJS stack (a 400
+carries every problem at once as a list of messages) and serves `updated_*` filters in
+`updated_at` order. "documented" is the 2018 v1 description: limit 20 by default and at most 50
+(larger limits clamped, or rejected if configured), `updated_*` ignored like any unknown
+parameter, `created_*` on orders only, newest-created first; its error envelope is applied in
+app.py. Pages are assembled from the records' stored JSON bytes, never re-encoded.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from worker.simulator.config import RESOURCES, SINGULAR, SimulatorConfig
-from worker.simulator.data import Dataset
+from worker.simulator.config import PATHS, SINGULAR, SimulatorConfig
+from worker.simulator.data import Dataset, Page, Window
 from worker.simulator.messages import (
     Request,
     Response,
@@ -23,26 +27,18 @@ from worker.simulator.messages import (
 from worker.simulator.oauth import AuthorizationServer
 
 PREFIX = "/api/v1/"
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 MAX_OFFSET = 2**31 - 1
 _INTEGER = re.compile(r"-?[0-9]+")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def route_of(path: str) -> tuple[str, str | None] | None:
-    """(resource, record id or None) for an API path, None if no such route."""
-    if not path.startswith(PREFIX):
-        return None
-    parts = path[len(PREFIX) :].split("/")
-    if parts[0] not in RESOURCES or len(parts) > 2 or (len(parts) == 2 and not parts[1]):
-        return None
-    return parts[0], parts[1] if len(parts) == 2 else None
+_BY_PATH = {path: resource for resource, path in PATHS.items()}
+# The only resource the v1 description gives date filters (created_*): orders.
+CREATED_FILTERS = frozenset({"orders"})
 
 
 def template_of(route: tuple[str, str | None]) -> str:
     resource, record_id = route
-    return f"{PREFIX}{resource}" if record_id is None else f"{PREFIX}{resource}/{{id}}"
+    path = f"{PREFIX}{PATHS[resource]}"
+    return path if record_id is None else path + "/{id}"
 
 
 def parse_timestamp(text: str) -> int | None:
@@ -69,10 +65,22 @@ class DataApi:
         oauth: AuthorizationServer,
         after_read: Callable[[], None],
     ) -> None:
-        self._config = config
+        self.config = config
         self._dataset = dataset
         self._oauth = oauth
         self._after_read = after_read
+
+    def route_of(self, path: str) -> tuple[str, str | None] | None:
+        """(resource, record id or None) for an API path, None if there is no such route."""
+        if not path.startswith(PREFIX):
+            return None
+        parts = path[len(PREFIX) :].split("/")
+        resource = _BY_PATH.get(parts[0])
+        if resource is None or not self.config.serves(resource) or len(parts) > 2:
+            return None
+        if len(parts) == 2 and (not parts[1] or not self.config.by_id):
+            return None
+        return resource, parts[1] if len(parts) == 2 else None
 
     def handle(self, request: Request, route: tuple[str, str | None]) -> Response:
         token = bearer_token(request)
@@ -100,19 +108,40 @@ class DataApi:
             return api_error(400, ["query string is not valid"])
         # Unknown parameters are ignored, as real APIs do; repeated ones are ambiguous.
         problems = [f"{name} must not be repeated" for name in sorted(repeated)]
-        limit = _integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, problems)
+        config = self.config
+        default, maximum = config.page_limits
+        ceiling = maximum if config.rejects_oversize_limit else MAX_OFFSET
+        limit = min(_integer(params, "limit", default, 1, ceiling, problems), maximum)
         offset = _integer(params, "offset", 0, 0, MAX_OFFSET, problems)
-        start = _timestamp(params, "updated_start_at", problems)
-        end = _timestamp(params, "updated_end_at", problems)
+        window = Window()
+        if not config.documented:
+            window = Window(
+                updated_start=_timestamp(params, "updated_start_at", problems),
+                updated_end=_timestamp(params, "updated_end_at", problems),
+                end_inclusive=config.end_inclusive,
+            )
+        if resource in CREATED_FILTERS:
+            created_start = _timestamp(params, "created_start_at", problems)
+            created_end = _timestamp(params, "created_end_at", problems)
+            window = Window(
+                window.updated_start,
+                window.updated_end,
+                window.end_inclusive,
+                created_start,
+                created_end,
+            )
         if problems:
             return api_error(400, problems)
-        page = self._dataset.page(resource, offset, limit, start, end)
-        tail = f'],"offset":{offset},"limit":{limit}'
-        if self._config.include_total:
-            tail += f',"total":{page.total}'
-        body = b"".join(
-            (b'{"', resource.encode(), b'":[', b",".join(page.items), tail.encode(), b"}")
+        page: Page = (
+            self._dataset.page_by_created(resource, offset, limit, window)
+            if config.documented
+            else self._dataset.page_by_updated(resource, offset, limit, window)
         )
+        key = PATHS[resource]
+        tail = f'],"offset":{offset},"limit":{limit}'
+        if config.include_total:
+            tail += f',"total":{page.total}'
+        body = b"".join((b'{"', key.encode(), b'":[', b",".join(page.items), tail.encode(), b"}"))
         return Response(200, body)
 
 

@@ -11,6 +11,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from worker.simulator import api
 from worker.simulator.admin import PREFIX as ADMIN_PREFIX
@@ -19,7 +20,14 @@ from worker.simulator.config import RESOURCES, SimulatorConfig
 from worker.simulator.counters import Counters
 from worker.simulator.data import Dataset
 from worker.simulator.faults import FaultInjector, FaultRule
-from worker.simulator.messages import Request, Response, api_error, reason, unauthorized
+from worker.simulator.messages import (
+    Request,
+    Response,
+    api_error,
+    reason,
+    unauthorized,
+    v1_error,
+)
 from worker.simulator.mutation import LiveMutation
 from worker.simulator.oauth import AuthorizationServer
 from worker.simulator.oauth_endpoints import OAuthEndpoints
@@ -61,6 +69,12 @@ class App:
             "/userinfo": ("GET", endpoints.userinfo),
         }
 
+    def change_api(self, **changes: Any) -> None:
+        """Change how the data API behaves from now on (its profile, bounds, page limits, by-id
+        route), as a real API changes under a deployed client."""
+        self.config = dataclasses.replace(self.config, **changes)
+        self._api.config = self.config
+
     def handle(self, request: Request) -> Response | None:
         """The response to `request`, or None when a fault says to drop the connection."""
         path = request.path
@@ -93,6 +107,8 @@ class App:
                 half = response.body[: len(response.body) // 2]
                 response = dataclasses.replace(response, body=half)
         self.counters.add_to("requests", f"{method} {template} {response.status}")
+        if self.config.documented and path.startswith("/api/") and response.status >= 400:
+            response = v1_error(response)
         return response
 
     def _resolve(self, request: Request) -> tuple[str, Handler]:
@@ -103,7 +119,7 @@ class App:
         if fixed is not None:
             template, (allowed, handler) = path, fixed
         else:
-            route = api.route_of(path)
+            route = self._api.route_of(path)
             if route is None:
                 return UNMATCHED, _not_found
             template, allowed = api.template_of(route), "GET"

@@ -14,19 +14,27 @@ from worker.simulator.faults import FaultRule
 
 RESOURCES: tuple[str, ...] = ("customers", "orders", "manifests", "partners", "invoices", "bills")
 
-#: The key a single record sits under in `GET /api/v1/<resource>/<id>`.
+#: Where each resource is served, `GET /api/v1/<path>`; the list body's key is the path too.
+#: Partners are carriers, at `partner_carriers` (public client code; ROSE_ROCKET_API.md).
+PATHS: Mapping[str, str] = MappingProxyType(
+    {name: "partner_carriers" if name == "partners" else name for name in RESOURCES}
+)
+
+#: The key a single record sits under in `GET /api/v1/<path>/<id>`.
 SINGULAR: Mapping[str, str] = MappingProxyType(
-    {
-        "customers": "customer",
-        "orders": "order",
-        "manifests": "manifest",
-        "partners": "partner",
-        "invoices": "invoice",
-        "bills": "bill",
-    }
+    {name: path.removesuffix("s") for name, path in PATHS.items()}
 )
 
 CONSENT_MODES = ("page", "approve", "deny")
+
+#: What the data API promises. "documented" is Rose Rocket's own v1 description (the 2018
+#: swagger, confirmed by public client code from 2025): limit 20 by default and 50 at most,
+#: `created_*` filters on orders only, no `updated_*` filter (ignored like any unknown
+#: parameter), no sort (records come newest-created first), the v1 error envelope, and no
+#: invoices endpoint. "extended" is what rosesync was first built against: `updated_*` filters,
+#: `updated_at` order, 200 a page, NestJS error envelopes.
+PROFILES = ("extended", "documented")
+OVERSIZE_LIMITS = ("clamp", "reject")
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,11 @@ class SimulatorConfig:
     - mutation_per_request / mutation_per_second: live data changes (see `mutation`).
     - include_total: whether list bodies carry "total"; gzip: compress when accepted.
     - idle_timeout: seconds a silent connection is kept open.
+    - profile: "extended" or "documented" (see PROFILES); max_limit: the largest page (default
+      200 extended, 50 documented); oversize_limit: a larger `limit` is "clamp"ed silently or
+      "reject"ed with a 400 (default: rejected by extended, clamped by documented).
+    - end_inclusive: `updated_end_at` includes its bound (an API's choice; issue 13).
+    - by_id: whether `GET /api/v1/<path>/<id>` exists at all (without it: 404 for every id).
     """
 
     host: str = "127.0.0.1"
@@ -74,6 +87,11 @@ class SimulatorConfig:
     # before the server closes it. Tests shorten it to prove that a half-sent request cannot
     # pin a server thread for long.
     idle_timeout: float = 15.0
+    profile: str = "extended"
+    max_limit: int | None = None
+    oversize_limit: str | None = None
+    end_inclusive: bool = False
+    by_id: bool = True
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -104,9 +122,34 @@ class SimulatorConfig:
                 problems.append("token_rate_limit must be (max_requests >= 1, per_seconds > 0)")
         if self.mutation_per_request < 0 or self.mutation_per_second < 0:
             problems.append("mutation rates must be >= 0")
+        if self.profile not in PROFILES:
+            problems.append(f"profile must be one of {PROFILES}")
+        if self.oversize_limit not in (None, *OVERSIZE_LIMITS):
+            problems.append(f"oversize_limit must be one of {OVERSIZE_LIMITS}")
+        if self.max_limit is not None and self.max_limit < 1:
+            problems.append("max_limit must be >= 1")
         if not self.client_id or not self.client_secret or not self.redirect_uri:
             problems.append("client_id, client_secret and redirect_uri must be non-empty")
         return problems
+
+    @property
+    def documented(self) -> bool:
+        return self.profile == "documented"
+
+    @property
+    def page_limits(self) -> tuple[int, int]:
+        """(default, maximum) `limit` of a list request."""
+        if self.documented:
+            return 20, self.max_limit or 50
+        return 50, self.max_limit or 200
+
+    @property
+    def rejects_oversize_limit(self) -> bool:
+        return (self.oversize_limit or ("clamp" if self.documented else "reject")) == "reject"
+
+    def serves(self, resource: str) -> bool:
+        """Whether the API has an endpoint for ``resource`` (no public code lists invoices)."""
+        return not (self.documented and resource == "invoices")
 
     def size_of(self, resource: str) -> int:
         """How many records `resource` starts with."""

@@ -1,12 +1,15 @@
-"""The simulator's live dataset: every resource's records, the API's paging order, and mutation.
+"""The simulator's live dataset: every resource's records, the API's paging orders, and mutation.
 
 Records are stored only as their serialized JSON (bytes): a page is then a join of ready
 bytes, and the memory of a 700,000-record dataset stays a few hundred MB. A mutation decodes the
 one record it edits, changes it and re-encodes it, so the stored bytes are always exactly what the
 API serves.
 
-Each resource also keeps a sorted list of (updated_at ms, id) keys, the API's order, so a page
-with timestamp filters costs O(log n + page size) via bisect.
+Each resource keeps its records in two orders, as a database's indexes would: (updated_at, id)
+ascending, the extended profile's order, and (created_at descending, id), the documented
+profile's "newest first". Filters on the order's own key cost O(log n + page size) via bisect;
+a live insert lands where its created_at puts it and a delete shifts every later record, in
+both orders, so offset paging drifts exactly as it would against a real database.
 """
 
 from __future__ import annotations
@@ -42,14 +45,26 @@ class Page:
     total: int  # records matching the filters, across all pages
 
 
-class _Table:
-    """One resource's records and their order."""
+@dataclass(frozen=True)
+class Window:
+    """Filters of a list request, in epoch ms; None where the request sets no bound."""
 
-    __slots__ = ("keys", "next_number", "rows")
+    updated_start: int | None = None
+    updated_end: int | None = None
+    end_inclusive: bool = False  # updated_end includes records stamped exactly at it
+    created_start: int | None = None
+    created_end: int | None = None  # exclusive
+
+
+class _Table:
+    """One resource's records and their two orders."""
+
+    __slots__ = ("by_created", "keys", "next_number", "rows")
 
     def __init__(self) -> None:
         self.keys: list[tuple[int, str]] = []  # sorted (updated_at ms, id)
-        self.rows: dict[str, tuple[int, bytes]] = {}  # id -> (updated_at ms, JSON)
+        self.by_created: list[tuple[int, str]] = []  # sorted (-created_at ms, id): newest first
+        self.rows: dict[str, tuple[int, int, bytes]] = {}  # id -> (updated ms, created ms, JSON)
         self.next_number = 1  # full_id number of the next record created
 
 
@@ -71,44 +86,83 @@ class Dataset:
         for resource in BUILD_ORDER:
             table = _Table()
             rows = table.rows
-            for updated, record in self._factory.initial(resource, sizes.get(resource, 0)):
-                rows[record["id"]] = (updated, encode(record))
-            table.keys = sorted((updated, record_id) for record_id, (updated, _) in rows.items())
+            for created, updated, record in self._factory.initial(
+                resource, sizes.get(resource, 0)
+            ):
+                rows[record["id"]] = (updated, created, encode(record))
+            table.keys = sorted((updated, record_id) for record_id, (updated, _, _) in rows.items())
+            table.by_created = sorted((-created, key) for key, (_, created, _) in rows.items())
             table.next_number = len(rows) + 1
             self._tables[resource] = table
 
-    def page(
-        self,
-        resource: str,
-        offset: int,
-        limit: int,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-    ) -> Page:
-        """Records with start_ms <= updated_at < end_ms, ordered by (updated_at, id)."""
+    def page_by_updated(self, resource: str, offset: int, limit: int, window: Window) -> Page:
+        """The extended profile: ordered by (updated_at, id), `updated_*` filters by bisect."""
         table = self._tables[resource]
         with self._lock:
             keys = table.keys
             # (ms,) sorts before every (ms, id): bisect_left finds the first key at or after ms.
-            low = 0 if start_ms is None else bisect.bisect_left(keys, (start_ms,))
-            high = len(keys) if end_ms is None else bisect.bisect_left(keys, (end_ms,))
-            total = max(0, high - low)
-            first = low + offset
-            rows = table.rows
-            items = [rows[record_id][1] for _, record_id in keys[first : min(first + limit, high)]]
-        return Page(items, total)
+            low = 0
+            if window.updated_start is not None:
+                low = bisect.bisect_left(keys, (window.updated_start,))
+            if window.updated_end is None:
+                high = len(keys)
+            else:
+                end = window.updated_end + 1 if window.end_inclusive else window.updated_end
+                high = bisect.bisect_left(keys, (end,))
+            ids = [record_id for _, record_id in keys[low:max(low, high)]]
+            return self._slice(table, ids, offset, limit, window)
+
+    def page_by_created(self, resource: str, offset: int, limit: int, window: Window) -> Page:
+        """The documented profile: newest-created first, `created_*` filters by bisect."""
+        table = self._tables[resource]
+        with self._lock:
+            keys = table.by_created
+            # Negated stamps: created_at < end  <=>  -created_at > -end.
+            low = 0
+            if window.created_end is not None:
+                low = bisect.bisect_right(keys, (-window.created_end, "\uffff"))
+            high = len(keys)
+            if window.created_start is not None:
+                high = bisect.bisect_right(keys, (-window.created_start, "\uffff"))
+            ids = [record_id for _, record_id in keys[low:max(low, high)]]
+            return self._slice(table, ids, offset, limit, Window())
+
+    @staticmethod
+    def _slice(table: _Table, ids: list[str], offset: int, limit: int, window: Window) -> Page:
+        """A page of ``ids``, after the created filters (a scan: the order has no such index)."""
+        rows = table.rows
+        if window.created_start is not None or window.created_end is not None:
+            start = window.created_start if window.created_start is not None else -(2**62)
+            end = window.created_end if window.created_end is not None else 2**62
+            ids = [key for key in ids if start <= rows[key][1] < end]
+        return Page([rows[key][2] for key in ids[offset : offset + limit]], len(ids))
 
     def get(self, resource: str, record_id: str) -> bytes | None:
         with self._lock:
             row = self._tables[resource].rows.get(record_id)
-        return None if row is None else row[1]
+        return None if row is None else row[2]
 
     def dump(self, resource: str) -> list[dict[str, Any]]:
-        """Every live record of `resource`, decoded, in API order."""
+        """Every live record of `resource`, decoded, in (updated_at, id) order."""
         table = self._tables[resource]
         with self._lock:
-            blobs = [table.rows[record_id][1] for _, record_id in table.keys]
+            blobs = [table.rows[record_id][2] for _, record_id in table.keys]
         return [msgspec.json.decode(blob) for blob in blobs]
+
+    def delete(self, resource: str, record_ids: list[str]) -> int:
+        """Delete these records (unknown ids are ignored); returns how many were deleted."""
+        table = self._tables[resource]
+        deleted = 0
+        with self._lock:
+            for record_id in record_ids:
+                row = table.rows.pop(record_id, None)
+                if row is None:
+                    continue
+                updated, created, _ = row
+                del table.keys[bisect.bisect_left(table.keys, (updated, record_id))]
+                del table.by_created[bisect.bisect_left(table.by_created, (-created, record_id))]
+                deleted += 1
+        return deleted
 
     def mutate(self, count: int, resource: str | None = None) -> dict[str, int]:
         """Apply `count` random updates/creates/deletes; returns how many of each.
@@ -134,24 +188,27 @@ class Dataset:
         if table.keys and roll < UPDATE_SHARE:
             position = int(rng.random() * len(table.keys))
             previous, record_id = table.keys.pop(position)
-            record = msgspec.json.decode(table.rows[record_id][1])
+            _, created, blob = table.rows[record_id]
+            record = msgspec.json.decode(blob)
             # Strictly after the previous stamp even if the wall clock stalls or steps back,
             # so that an incremental reader always sees the edit as new.
             updated = max(now_ms, previous + 1)
             self._factory.touch(rng, resource, record, updated)
-            self._store(table, updated, record)
+            self._store(table, updated, created, record)  # created_at never changes
             return "updated"
         if not table.keys or roll < UPDATE_SHARE + CREATE_SHARE:
             record = self._factory.create(rng, resource, table.next_number, now_ms)
             table.next_number += 1
-            self._store(table, now_ms, record)
+            self._store(table, now_ms, now_ms, record)
+            bisect.insort(table.by_created, (-now_ms, record["id"]))
             return "created"
         _, record_id = table.keys.pop(int(rng.random() * len(table.keys)))
-        del table.rows[record_id]
+        _, created, _ = table.rows.pop(record_id)
+        del table.by_created[bisect.bisect_left(table.by_created, (-created, record_id))]
         return "deleted"
 
     @staticmethod
-    def _store(table: _Table, updated: int, record: dict[str, Any]) -> None:
+    def _store(table: _Table, updated: int, created: int, record: dict[str, Any]) -> None:
         record_id = record["id"]
-        table.rows[record_id] = (updated, encode(record))
+        table.rows[record_id] = (updated, created, encode(record))
         bisect.insort(table.keys, (updated, record_id))

@@ -68,6 +68,18 @@ def api_error(status: int, message: str | list[str], headers: Headers = ()) -> R
     )
 
 
+def v1_error(response: Response) -> Response:
+    """The same error in the 2018 v1 envelope, ``{"error_code", "error_message"}``, which the
+    documented profile answers with (Rose Rocket's swagger; ROSE_ROCKET_API.md)."""
+    nest = msgspec.json.decode(response.body)
+    message = nest["message"]
+    text = "; ".join(message) if isinstance(message, list) else str(message)
+    code = str(nest["error"]).lower().replace(" ", "_")
+    return json_response(
+        response.status, {"error_code": code, "error_message": text}, response.headers
+    )
+
+
 def html_page(status: int, title: str, body_html: str, headers: Headers = ()) -> Response:
     document = (
         '<!doctype html><html><head><meta charset="utf-8">'

@@ -655,8 +655,9 @@ class RecordFactory:
         self.seed = seed
         self.world = World(pools_for(seed), Refs())
 
-    def initial(self, resource: str, count: int) -> Iterator[tuple[int, Record]]:
-        """The `count` seeded records of `resource` with their updated_at in epoch ms.
+    def initial(self, resource: str, count: int) -> Iterator[tuple[int, int, Record]]:
+        """The `count` seeded records of `resource` with their created_at and updated_at in
+        epoch ms.
 
         They come in creation order (full_id 1..count).
         """
@@ -667,7 +668,7 @@ class RecordFactory:
             base = _base(rng, resource, number, created, updated, version)
             record = build(rng, self.world, base, created)
             self.world.refs.add(resource, record)
-            yield updated, record
+            yield created, updated, record
 
     def create(self, rng: random.Random, resource: str, number: int, now_ms: int) -> Record:
         """A record created just now (live mutation), with a fresh status."""

@@ -216,11 +216,15 @@ class Simulator:
     """A running Rose Rocket stand-in: OAuth server and v1 API on one loopback port."""
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
-        self.config = config or SimulatorConfig()
-        self._app = App(self.config)
+        self._app = App(config or SimulatorConfig())
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None  # kept after stop(), for messages about this simulator
+
+    @property
+    def config(self) -> SimulatorConfig:
+        """The configuration in effect (``change_api`` changes it)."""
+        return self._app.config
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -284,6 +288,22 @@ class Simulator:
         """Replace the active fault rules (no rules: no faults)."""
         self._app.faults.set(rules)
 
+    def change_api(self, **changes: Any) -> None:
+        """Change the data API's behaviour from now on: ``profile``, ``end_inclusive``,
+        ``by_id``, ``max_limit``, ``oversize_limit``, ``include_total`` (see SimulatorConfig)."""
+        allowed = {
+            "profile",
+            "end_inclusive",
+            "by_id",
+            "max_limit",
+            "oversize_limit",
+            "include_total",
+        }
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise ValueError(f"change_api cannot change {unknown}; only {sorted(allowed)}")
+        self._app.change_api(**changes)
+
     def set_mutation(self, per_request: int | None = None, per_second: float | None = None) -> None:
         """Change live mutation; None keeps a rate, 0 stops it."""
         self._app.mutation.set(per_request, per_second)
@@ -296,6 +316,13 @@ class Simulator:
         if resource is not None:
             _check_resource(resource)
         return self._app.mutation.mutate(count, resource)
+
+    def delete(self, resource: str, record_ids: list[str]) -> int:
+        """Delete these records now (tests that need a particular shift of the list)."""
+        _check_resource(resource)
+        deleted = self._app.dataset.delete(resource, record_ids)
+        self._app.counters.add_all("mutations", {"deleted": deleted})
+        return deleted
 
     def dump(self, resource: str) -> list[dict[str, Any]]:
         """The live records of `resource` exactly as the API serves them, in API order."""

@@ -117,18 +117,25 @@ class RoseRocketClient:
         limit: int,
         updated_start: datetime | None = None,
         updated_end: datetime | None = None,
+        created_start: datetime | None = None,
     ) -> Page:
-        """One page of ``resource`` ordered by updated_at; filters are [start, end)."""
+        """One page of ``resource``, in whatever order the API lists it, with the filters the
+        caller knows the API honours (worker/source/probe.py finds out which it does)."""
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
-        if updated_start is not None:
-            params["updated_start_at"] = format_timestamp(updated_start)
-        if updated_end is not None:
-            params["updated_end_at"] = format_timestamp(updated_end)
+        for name, value in (
+            ("updated_start_at", updated_start),
+            ("updated_end_at", updated_end),
+            ("created_start_at", created_start),
+        ):
+            if value is not None:
+                params[name] = format_timestamp(value)
         what = f"{resource.name}: GET {self.base_url}{resource.endpoint}"
         return self._decoder(resource).page(self._get(resource.endpoint, params, what), what)
 
     def get_record(self, resource: Resource, record_id: str) -> Record | None:
-        """One record by id, or None when the API says it does not exist (404)."""
+        """One record by id, or None when the API says it does not exist (404). Whether a 404
+        means "deleted" is the caller's judgement: only once the probe has seen this route
+        answer for a live id (an API without the route answers 404 for every id)."""
         path = f"{resource.endpoint}/{record_id}"
         what = f"{resource.name}: GET {self.base_url}{path}"
         try:
@@ -193,13 +200,20 @@ class RoseRocketClient:
 
 
 def _message(response: requests.Response) -> str:
-    """The API's error envelope ``{statusCode, message, error}`` as one short line."""
+    """The API's error as one short line, from either envelope Rose Rocket uses: the v1
+    description's ``{error_code, error_message}`` or the platform's ``{statusCode, message,
+    error}`` (whose ``message`` is a list for a 400)."""
     try:
         body = msgspec.json.decode(response.content)
-        message = body.get("message") if isinstance(body, dict) else None
     except msgspec.DecodeError:
-        message = None
-    if isinstance(message, list):
-        message = "; ".join(str(m) for m in message)
+        body = None
+    message: object = None
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("error_message")
+        if isinstance(message, list):
+            message = "; ".join(str(m) for m in message)
+        code = body.get("error_code")
+        if message and isinstance(code, str) and code:
+            message = f"{message} ({code})"
     text = str(message or response.reason or "no details")
     return " ".join(text.split())[:300]

@@ -20,21 +20,31 @@ the newest position to the end. A record updated during the run moves ahead of e
 that has not passed its new ``updated_at`` yet, so the catch-up (which starts after all slices
 finished) finds whatever an earlier slice missed because it moved. That is what lets a full sync
 mark a record deleted only when it was really gone.
+
+All of this needs an API that honours ``updated_*`` in ``updated_at`` order, which Rose Rocket
+does not promise: probe.py checks it first, and finds whether each bound includes itself; the
+end of a slice is an empty page or its ``total`` reached, never a short page (an API may clamp
+the page size: issue 12).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from worker.clock import parse_timestamp
-from worker.errors import MalformedResponse
+from worker.errors import MalformedResponse, OrderViolated
 from worker.source.api import RoseRocketClient
+from worker.source.chunks import Chunk
 from worker.source.records import Page, Record
 from worker.source.resources import Resource
+
+# The API's timestamps are milliseconds (format_timestamp): the instant before a bound.
+MILLISECOND = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +56,22 @@ class Slice:
     upper: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    """One page's worth of new records from a slice, with where the slice has read up to."""
-
-    slice: int
-    records: list[Record]
-    position: datetime | None  # the slice has delivered everything before this instant
-    at_position: frozenset[str]  # and these ids at exactly that instant
-    done: bool  # nothing is left in the slice
-
-
-class Pager:
+class KeysetPager:
     def __init__(
-        self, client: RoseRocketClient, resource: Resource, page_size: int, concurrency: int
+        self,
+        client: RoseRocketClient,
+        resource: Resource,
+        page_size: int,
+        concurrency: int,
+        start_inclusive: bool = True,
     ) -> None:
         self.client = client
         self.resource = resource
         self.page_size = page_size
         self.concurrency = concurrency
+        self.start_inclusive = start_inclusive
+        self._reached: dict[int, tuple[datetime | None, frozenset[str]]] = {}
+        self._lock = threading.Lock()
 
     def plan(self, lower: datetime | None) -> tuple[list[Slice], Page]:
         """Cut ``[lower, now)`` into slices of about equal size; also returns the first page,
@@ -88,6 +95,17 @@ class Pager:
         edges: list[datetime | None] = [lower, *bounds, None]
         return [Slice(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)], first
 
+    def follow_up(self) -> Iterator[Chunk]:
+        """The catch-up read (module docstring): from the newest position any slice reached to
+        the end, once every slice is done. A single slice read to its end already was it."""
+        with self._lock:
+            reached = dict(self._reached)
+        if len(reached) < 2:
+            return
+        known = [(p, ids) for p, ids in reached.values() if p is not None]
+        newest, at_newest = max(known, key=lambda item: item[0]) if known else (None, frozenset())
+        yield from self.read(Slice(len(reached), newest, None), delivered=at_newest)
+
     def read(
         self, part: Slice, first: Page | None = None, delivered: frozenset[str] = frozenset()
     ) -> Iterator[Chunk]:
@@ -97,6 +115,7 @@ class Pager:
         delivered_at_start = set(delivered)  # ids delivered whose updated_at == start
         stalled = False
         page = first
+        offset = 0
         while True:
             if page is None:
                 # Ties at `start` come back first: skip them by id, or by offset when a burst
@@ -107,16 +126,22 @@ class Pager:
             records: list[Record] = []
             updated: list[datetime] = []
             beyond = False
-            previous = start
+            previous: datetime | None = None
             for record in page.records:
                 stamp = self.updated_at(record)
                 if previous is not None and stamp < previous:
-                    raise MalformedResponse(
+                    raise OrderViolated(
                         f"{self.resource.name}: the API returned records out of "
-                        f"{self.resource.cursor_field} order or ignored updated_start_at; "
-                        "rosesync needs both to page safely"
+                        f"{self.resource.cursor_field} order; it no longer pages as probed"
                     )
                 previous = stamp
+                if start is not None and stamp < start:
+                    if self.start_inclusive:
+                        raise OrderViolated(
+                            f"{self.resource.name}: the API ignored updated_start_at; it no "
+                            "longer pages as probed"
+                        )
+                    continue  # asked from the instant before an exclusive start
                 if part.upper is not None and stamp >= part.upper:  # an inclusive end bound
                     beyond = True
                     break
@@ -124,7 +149,11 @@ class Pager:
                     continue
                 records.append(record)
                 updated.append(stamp)
-            done = beyond or len(page.records) < self.page_size
+            # The end: an empty page or the total reached, never a short page (issue 12).
+            ended = not page.records or (
+                page.total is not None and offset + len(page.records) >= page.total
+            )
+            done = beyond or ended
             if updated:
                 last = updated[-1]
                 same = {r.id for r, u in zip(records, updated, strict=True) if u == last}
@@ -132,20 +161,29 @@ class Pager:
                     delivered_at_start |= same
                 else:
                     start, delivered_at_start = last, same
-            yield Chunk(part.index, records, start, frozenset(delivered_at_start), done)
+            position = (start, frozenset(delivered_at_start))
+            with self._lock:
+                self._reached[part.index] = position
+            yield Chunk(part.index, records, *position, done)
             if done:
                 return
             if not updated and stalled:
-                raise MalformedResponse(
+                raise OrderViolated(
                     f"{self.resource.name}: paging made no progress at {start}; the API's "
                     "order is not stable"
                 )
             stalled = not updated
             page = None
 
+    def count(self, lower: datetime | None, upper: datetime) -> int | None:
+        """The API's count of records from ``lower`` to ``upper`` (None: it gives no totals)."""
+        return self._page(lower, upper, offset=0, limit=1).total
+
     def _page(
         self, lower: datetime | None, upper: datetime | None, offset: int, limit: int
     ) -> Page:
+        if lower is not None and not self.start_inclusive:
+            lower -= MILLISECOND
         return self.client.list_page(
             self.resource, offset=offset, limit=limit, updated_start=lower, updated_end=upper
         )

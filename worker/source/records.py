@@ -25,21 +25,24 @@ from worker.source.resources import Resource
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One record: its id and cursor value as sent, its typed columns' raw values (in
-    ``resource.columns`` order, None when absent) and its JSON text."""
+    """One record: its id, cursor and created values as sent, its typed columns' raw values
+    (in ``resource.columns`` order, None when absent) and its JSON text."""
 
     id: str
     updated: str | None
     values: tuple[Any, ...]
     raw: str
+    created: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One list response: its records and the ``total`` the API reported, if any."""
+    """One list response: its records, and the ``total`` and ``limit`` the API reported (None
+    when absent or not a number: the API may omit them)."""
 
     records: list[Record]
     total: int | None
+    limit: int | None = None
 
 
 Tree = dict[str, "Tree | None"]  # path segments; None marks a leaf
@@ -87,13 +90,18 @@ class Decoder:
 
     def __init__(self, resource: Resource) -> None:
         self.resource = resource
-        paths = [resource.id_field, resource.cursor_field, *(c.path for c in resource.columns)]
+        paths = [
+            resource.id_field,
+            resource.cursor_field,
+            resource.created_field,
+            *(c.path for c in resource.columns),
+        ]
         self._paths = [tuple(p.split(".")) for p in paths]
         record = _struct(f"{resource.name}_record", _tree(paths))
         self._fast: msgspec.json.Decoder[Any] = msgspec.json.Decoder(record)
         list_body = msgspec.defstruct(
             f"{resource.name}_page",
-            [(resource.records_key, list[msgspec.Raw]), ("total", Any, None)],
+            [(resource.records_key, list[msgspec.Raw]), ("total", Any, None), ("limit", Any, None)],
         )
         item_body = msgspec.defstruct(f"{resource.name}_item", [(resource.item_key, msgspec.Raw)])
         self._list: msgspec.json.Decoder[Any] = msgspec.json.Decoder(list_body)
@@ -105,9 +113,8 @@ class Decoder:
             f"a {self.resource.records_key!r} list; is ROSEROCKET_API_URL the Rose Rocket v1 API?"
         )
         decoded = _decode(self._list, body, where, shape)
-        total = decoded.total
         records = [self.record(raw, where) for raw in getattr(decoded, self.resource.records_key)]
-        return Page(records, total if type(total) is int else None)
+        return Page(records, _count(decoded.total), _count(decoded.limit))
 
     def item(self, body: bytes, where: str) -> Record:
         decoded = _decode(self._item, body, where, f"a {self.resource.item_key!r} object")
@@ -120,7 +127,7 @@ class Decoder:
             fields, struct = self._any.decode(raw), False
             if not isinstance(fields, dict):
                 raise MalformedResponse(f"{where}: a record is not a JSON object") from None
-        record_id, updated, *values = (_get(fields, path, struct) for path in self._paths)
+        record_id, updated, created, *values = (_get(fields, path, struct) for path in self._paths)
         if record_id is None:
             raise MalformedResponse(
                 f"{where}: a record has no {self.resource.id_field!r}; every record needs one"
@@ -130,7 +137,13 @@ class Decoder:
             updated=updated if type(updated) is str else None,
             values=tuple(values),
             raw=bytes(raw).decode(),
+            created=created if type(created) is str else None,
         )
+
+
+def _count(value: Any) -> int | None:
+    """A count the API reported (``total``, ``limit``), if it is a whole number."""
+    return value if type(value) is int and value >= 0 else None
 
 
 def encode(value: Any) -> str:

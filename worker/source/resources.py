@@ -7,8 +7,8 @@ table or adds the column, and the next ``rosesync sync --full RESOURCE`` fills i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from worker.errors import ConfigError
@@ -36,20 +36,37 @@ class Resource:
     columns: tuple[Column, ...] = ()
     id_field: str = "id"
     cursor_field: str = "updated_at"
-    page_size: int = 200  # the v1 API's maximum
+    created_field: str = "created_at"  # what `created_start_at` filters on (sweep windows)
 
     @property
     def table(self) -> str:
         return f"rr_{self.name}"
 
 
-def _v1(name: str, item_key: str, *columns: Column) -> Resource:
-    return Resource(
-        name=name,
-        endpoint=f"/api/v1/{name}",
-        records_key=name,
-        item_key=item_key,
-        columns=columns,
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the API serves a resource, when it is not where the registry says (SYNC_ENDPOINTS):
+    the path, the list body's key and GET by id's key; the keys default to the path's last
+    segment and that without its plural "s" (``/api/v1/partner_carriers``: ``partner_carriers``,
+    ``partner_carrier``)."""
+
+    path: str
+    records_key: str | None = None
+    item_key: str | None = None
+
+    def applied_to(self, resource: Resource) -> Resource:
+        records_key = self.records_key or self.path.rstrip("/").rsplit("/", 1)[-1]
+        return replace(
+            resource,
+            endpoint=self.path.rstrip("/"),
+            records_key=records_key,
+            item_key=self.item_key or records_key.removesuffix("s"),
+        )
+
+
+def _v1(name: str, *columns: Column, path: str | None = None) -> Resource:
+    return Endpoint(f"/api/v1/{path or name}").applied_to(
+        Resource(name=name, endpoint="", records_key="", item_key="", columns=columns)
     )
 
 
@@ -60,7 +77,6 @@ REGISTRY: dict[str, Resource] = {
     for r in (
         _v1(
             "customers",
-            "customer",
             Column("full_id", "full_id"),
             Column("name", "name"),
             Column("currency", "currency"),
@@ -69,7 +85,6 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "orders",
-            "order",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("customer_id", "customer.id"),
@@ -81,22 +96,23 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "manifests",
-            "manifest",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("carrier_id", "carrier.id"),
             _CREATED,
         ),
+        # Carriers: public client code lists them at /api/v1/partner_carriers (not /partners).
         _v1(
             "partners",
-            "partner",
             Column("full_id", "full_id"),
             Column("name", "name"),
             _CREATED,
+            path="partner_carriers",
         ),
+        # No public code lists /api/v1/invoices: a tenant whose API lacks it gets the
+        # resource reported and skipped (the probe), or moves it with SYNC_ENDPOINTS.
         _v1(
             "invoices",
-            "invoice",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("customer_id", "customer.id"),
@@ -106,7 +122,6 @@ REGISTRY: dict[str, Resource] = {
         ),
         _v1(
             "bills",
-            "bill",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("partner_id", "partner.id"),
@@ -117,13 +132,23 @@ REGISTRY: dict[str, Resource] = {
 }
 
 
-def select(names: Iterable[str]) -> tuple[Resource, ...]:
+def configured(endpoints: Mapping[str, Endpoint]) -> dict[str, Resource]:
+    """The registry with the operator's endpoint overrides (SYNC_ENDPOINTS) applied."""
+    return {
+        name: endpoints[name].applied_to(resource) if name in endpoints else resource
+        for name, resource in REGISTRY.items()
+    }
+
+
+def select(
+    names: Iterable[str], registry: Mapping[str, Resource] = REGISTRY
+) -> tuple[Resource, ...]:
     """The resources named, in registry order; an unknown name is a one-line error."""
     wanted = list(names)
-    unknown = [n for n in wanted if n not in REGISTRY]
+    unknown = [n for n in wanted if n not in registry]
     if unknown:
         raise ConfigError(
             f"unknown resource {', '.join(map(repr, unknown))}: "
-            f"expected some of {', '.join(REGISTRY)} (see `rosesync resources`)"
+            f"expected some of {', '.join(registry)} (see `rosesync resources`)"
         )
-    return tuple(r for name, r in REGISTRY.items() if name in wanted)
+    return tuple(r for name, r in registry.items() if name in wanted)

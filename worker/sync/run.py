@@ -23,35 +23,48 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
-from worker.clock import utcnow
 from worker.errors import (
     ConfigError,
+    EndpointMissing,
     Interrupted,
+    OrderViolated,
     ReauthRequired,
     RoseSyncError,
     WarehouseUnavailable,
 )
 from worker.logs import redact
 from worker.source.api import RoseRocketClient, TokenSource
-from worker.source.keyset import Chunk, Pager, Slice
+from worker.source.chunks import Chunk, Pager
+from worker.source.keyset import KeysetPager
 from worker.source.records import Page, Record
 from worker.source.resources import Resource
+from worker.source.sweep import SweepPager
+from worker.sync import strategy
 from worker.sync.commits import Committer, Covered
 from worker.sync.lease import Lease
-from worker.sync.reconcile import reconcile
+from worker.sync.reconcile import reconcile, sweep_deletions
 from worker.warehouse import leases as lease_rows
 from worker.warehouse.load import Loader
 from worker.warehouse.rows import Row
-from worker.warehouse.runs import RunRow, finish_run, get_run, mark_full_sync, start_run
+from worker.warehouse.runs import (
+    RunRow,
+    advance_cursor,
+    finish_run,
+    get_run,
+    last_full_sync,
+    mark_full_sync,
+    start_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +105,7 @@ def sync_resource(
     lease = Lease(engine, lease_name(resource.name, org), settings.lock_ttl_seconds)
     if not lease.acquire():
         holder = lease_rows.holder(engine, lease.name)
-        run_id, _ = start_run(
+        run_id, _, _ = start_run(
             engine,
             resource.name,
             org,
@@ -106,8 +119,10 @@ def sync_resource(
         return SyncResult(get_run(engine, run_id))
     try:
         with lease.kept_alive():
-            run_id, cursor = start_run(engine, resource.name, org, mode, trigger, task_id)
-            run = _Run(settings, engine, tokens, resource, org, run_id, lease, progress, stop)
+            run_id, cursor, started = start_run(engine, resource.name, org, mode, trigger, task_id)
+            run = _Run(
+                settings, engine, tokens, resource, org, (run_id, started), lease, progress, stop
+            )
             try:
                 run.execute(cursor, full)
             except Interrupted as exc:
@@ -141,7 +156,7 @@ class _Run:
         tokens: TokenSource,
         resource: Resource,
         org: str,
-        run_id: int,
+        run: tuple[int, datetime],  # its id and recorded start
         lease: Lease,
         progress: Progress | None,
         stop: threading.Event | None,
@@ -151,13 +166,12 @@ class _Run:
         self.tokens = tokens
         self.resource = resource
         self.org = org
-        self.run_id = run_id
+        self.run_id, self.started = run
         self.lease = lease
         self.progress = progress
         self.stop = stop or threading.Event()
         self.client = RoseRocketClient(settings, tokens)
-        self.loader = Loader(engine, resource, org, run_id)
-        self.started = utcnow()
+        self.loader = Loader(engine, resource, org, self.run_id)
         self.ceiling = self.started - timedelta(seconds=settings.sync_clock_skew_seconds)
         self.refreshes_before = tokens.refreshes
         self.pages = self.records = self.deleted = 0
@@ -180,38 +194,64 @@ class _Run:
 
     def execute(self, cursor: datetime | None, full: bool) -> None:
         self.cursor = cursor
+        paging = strategy.paging_for(
+            self.settings, self.engine, self.client, self.resource, self.org
+        )
+        try:
+            self._read(paging, cursor, full)
+        except OrderViolated as exc:
+            if paging.strategy != "keyset" or self.settings.sync_strategy == "keyset":
+                raise
+            # The API stopped honouring what it had proven: probe again, read as it now allows.
+            log.warning("%s; probing again", exc)
+            paging = strategy.paging_for(
+                self.settings, self.engine, self.client, self.resource, self.org, probe=True
+            )
+            self._read(paging, cursor, full)
+
+    def _read(self, paging: strategy.Paging, cursor: datetime | None, full: bool) -> None:
+        known = paging.capabilities
+        if not known.exists:
+            raise EndpointMissing(
+                f"{self.resource.name}: {known.message or 'the list endpoint answered 404'}; "
+                f"if the API serves it elsewhere set SYNC_ENDPOINTS={self.resource.name}="
+                "/api/v1/<path>, else leave it out of SYNC_RESOURCES"
+            )
+        concurrency = self.settings.sync_concurrency
+        if paging.strategy == "sweep":
+            sweep = SweepPager(self.client, self.resource, paging.page_size, concurrency)
+            parts, first = sweep.plan()
+            self._fetch(sweep, parts, first, "sweep", None)
+            if not sweep.complete:
+                return
+            previous = last_full_sync(self.engine, self.resource.name, self.org)
+            self.deleted = sweep_deletions(
+                self.client,
+                self.loader,
+                self.resource,
+                known.by_id,
+                (self.started, previous),
+                self._store_records,
+                self.lease.renew,
+            )
+            # A complete sweep is as good as a full pass: it also sets the cursor, so that the
+            # resource could switch to keyset paging without reading everything again.
+            with self.engine.begin() as conn:
+                self.lease.renew(conn)
+                mark_full_sync(conn, self.resource.name, self.org, self.started)
+                advance_cursor(conn, self.resource.name, self.org, self.ceiling)
+            return
         lookback = timedelta(seconds=self.settings.sync_lookback_seconds)
         lower = None if full or cursor is None else cursor - lookback
-        concurrency = self.settings.sync_concurrency
-        page_size = min(self.settings.sync_page_size, self.resource.page_size)
-        pager = Pager(self.client, self.resource, page_size, concurrency)
-        slices, first = pager.plan(lower)
-        self.expected = first.total
-        log.info(
-            "%s: %s run %s from %s, %s records expected, %d slice(s)",
-            self.resource.name,
-            "full" if full else "incremental",
-            self.run_id,
-            lower.isoformat() if lower else "the beginning",
-            first.total or "?",
-            len(slices),
+        keyset = KeysetPager(
+            self.client,
+            self.resource,
+            paging.page_size,
+            concurrency,
+            start_inclusive=known.start_inclusive is not False,
         )
-        progress = _Checkpoints(slices)
-        writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
-        with Committer(self._write, writers) as committer:
-            with _fetching(pager, slices, first, self.loader.rows) as batches:
-                for batch in batches:
-                    self._submit(committer, batch, progress)
-            if len(slices) > 1:
-                # The catch-up read (keyset.py): from the newest position to the end, once every
-                # slice is done. A single slice read to its end already was that read.
-                newest, at_newest = progress.newest
-                for chunk in pager.read(Slice(len(slices), newest, None), delivered=at_newest):
-                    self._submit(committer, [(chunk, self.loader.rows(chunk.records))], progress)
-        final = committer.ledger.newest
-        if final is not None:  # the batches in flight may have written less
-            self._store([], final, pages=0)
-        self._check_stop()
+        slices, first = keyset.plan(lower)
+        self._fetch(keyset, slices, first, "full" if full else "incremental", lower)
         if full:
             with self.engine.begin() as conn:
                 self.lease.renew(conn)
@@ -220,14 +260,51 @@ class _Run:
         elif self.cursor is not None:
             self.deleted = reconcile(
                 self.client,
-                pager,
+                keyset,
                 self.loader,
                 self.resource,
                 self.cursor,
-                lambda records: self._store(self.loader.rows(records)),
+                self._store_records,
                 self.lease.renew,
                 read=(lower, self.started),
+                end_inclusive=bool(known.end_inclusive),
+                by_id=bool(known.by_id),
             )
+
+    def _fetch(
+        self,
+        pager: Pager[Any],
+        parts: Sequence[Any],
+        first: Page,
+        how: str,
+        lower: datetime | None,
+    ) -> None:
+        """Read every part on its own thread, then the pager's follow-up; commit as it comes."""
+        self.expected = first.total
+        log.info(
+            "%s: %s run %s from %s, %s records expected, %d part(s)",
+            self.resource.name,
+            how,
+            self.run_id,
+            lower.isoformat() if lower else "the beginning",
+            first.total if first.total is not None else "?",
+            len(parts),
+        )
+        progress = _Checkpoints(len(parts), lower)
+        writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
+        with Committer(self._write, writers) as committer:
+            with _fetching(pager, parts, first, self.loader.rows) as batches:
+                for batch in batches:
+                    self._submit(committer, batch, progress)
+            for chunk in pager.follow_up():
+                self._submit(committer, [(chunk, self.loader.rows(chunk.records))], progress)
+        final = committer.ledger.newest
+        if final is not None:  # the batches in flight may have written less
+            self._store([], final, pages=0)
+        self._check_stop()
+
+    def _store_records(self, records: list[Record]) -> None:
+        self._store(self.loader.rows(records))
 
     def _check_stop(self) -> None:
         """Between pages only, so that nothing is ever half-written."""
@@ -282,31 +359,25 @@ class _Run:
 class _Checkpoints:
     """Where the cursor may safely stand: every record before it is committed.
 
-    Slices complete out of order; the cursor may only move to the position of the first slice
-    that is not done yet (all earlier slices being complete), or past all of them.
+    Keyset slices complete out of order; the cursor may only move to the position of the first
+    slice that is not done yet (all earlier slices being complete), or past all of them. A
+    sweep's chunks carry no position, so it never moves the cursor this way.
     """
 
-    def __init__(self, slices: list[Slice]) -> None:
-        self.position: list[datetime | None] = [s.lower for s in slices]
-        self.at_position: list[frozenset[str]] = [frozenset()] * len(slices)
-        self.done = [False] * len(slices)
-
-    @property
-    def newest(self) -> tuple[datetime | None, frozenset[str]]:
-        """The furthest position any slice reached, and the ids delivered at it."""
-        known = [(p, ids) for p, ids in zip(self.position, self.at_position, strict=True) if p]
-        return max(known, key=lambda item: item[0]) if known else (None, frozenset())
+    def __init__(self, parts: int, lower: datetime | None) -> None:
+        self.position: list[datetime | None] = [lower] * parts
+        self.done = [False] * parts
 
     def update(self, chunk: Chunk) -> datetime | None:
-        if chunk.slice < len(self.done):
-            self.position[chunk.slice] = chunk.position
-            self.at_position[chunk.slice] = chunk.at_position
-            self.done[chunk.slice] = chunk.done
+        if chunk.part < len(self.done):
+            self.position[chunk.part] = chunk.position
+            self.done[chunk.part] = chunk.done
             for position, done in zip(self.position, self.done, strict=True):
                 if not done:
                     return position
-            return self.newest[0]
-        # the catch-up read runs after every slice is complete
+            known = [p for p in self.position if p is not None]
+            return max(known) if known else None
+        # a follow-up read runs after every part is complete
         return chunk.position
 
 
@@ -323,12 +394,12 @@ BATCH_SECONDS = 0.5
 
 @contextmanager
 def _fetching(
-    pager: Pager,
-    slices: list[Slice],
+    pager: Pager[Any],
+    parts: Sequence[Any],
     first: Page,
     prepare: Callable[[list[Record]], list[Row]],
 ) -> Iterator[Iterator[list[Loaded]]]:
-    """Read every slice on its own thread; yields batches of the pages as they arrive, in this
+    """Read every part on its own thread; yields batches of the pages as they arrive, in this
     thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
 
     The fetchers also ``prepare`` the rows (decoding and building rows is the Python-heavy
@@ -338,7 +409,7 @@ def _fetching(
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
     """
-    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(slices))
+    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(parts))
     halt = threading.Event()
 
     def put(item: object) -> None:
@@ -349,7 +420,7 @@ def _fetching(
             except queue.Full:
                 continue
 
-    def fetch(part: Slice) -> None:
+    def fetch(part: Any) -> None:
         try:
             for chunk in pager.read(part, first if part.index == 0 else None):
                 put((replace(chunk, records=[]), prepare(chunk.records)))
@@ -362,7 +433,7 @@ def _fetching(
 
     threads = [
         threading.Thread(target=fetch, args=(part,), name=f"fetch-{part.index}", daemon=True)
-        for part in slices
+        for part in parts
     ]
     for thread in threads:
         thread.start()

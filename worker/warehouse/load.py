@@ -158,19 +158,24 @@ class Loader:
     # -- reconciliation (worker/sync/reconcile.py) -------------------------------------------
 
     def _live_in(
-        self, lower: datetime | None, upper: datetime | None
+        self, lower: datetime | None, upper: datetime | None, upper_inclusive: bool = False
     ) -> list[sa.ColumnElement[bool]]:
         where: list[sa.ColumnElement[bool]] = [self.table.c.deleted_at.is_(None)]
         if lower is not None:
             where.append(self.table.c.updated_at >= lower)
         if upper is not None:
-            where.append(self.table.c.updated_at < upper)
+            column = self.table.c.updated_at
+            where.append(column <= upper if upper_inclusive else column < upper)
         return where
 
-    def count_live(self, lower: datetime | None, upper: datetime) -> int:
+    def count_live(
+        self, lower: datetime | None, upper: datetime, upper_inclusive: bool = False
+    ) -> int:
+        """Live rows with ``updated_at`` in ``[lower, upper)``, or ``[lower, upper]``: the
+        range the API counts (its end bound's own choice, probed)."""
         with reader(self.engine).connect() as conn:
-            query = sa.select(sa.func.count()).where(*self._live_in(lower, upper))
-            return int(conn.execute(query).scalar_one())
+            where = self._live_in(lower, upper, upper_inclusive)
+            return int(conn.execute(sa.select(sa.func.count()).where(*where)).scalar_one())
 
     def median_updated_at(self, lower: datetime | None, upper: datetime) -> datetime | None:
         """The middle ``updated_at`` of the live rows in ``[lower, upper)``."""

@@ -91,6 +91,16 @@ def mark_full_sync(conn: sa.Connection, resource: str, org: str, when: datetime)
     _upsert_state(conn, resource, org, last_full_sync_at=when)
 
 
+def last_full_sync(engine: Engine, resource: str, org: str) -> datetime | None:
+    """When the last complete full pass (or sweep) of the resource started."""
+    with reader(engine).connect() as conn:
+        return conn.execute(
+            sa.select(state.c.last_full_sync_at).where(
+                state.c.resource == resource, state.c.org == org
+            )
+        ).scalar()
+
+
 def start_run(
     engine: Engine,
     resource: str,
@@ -100,8 +110,9 @@ def start_run(
     task_id: str | None,
     status: str = "running",
     error: str | None = None,
-) -> tuple[int, datetime | None]:
-    """Record a run's start (or a skipped run); returns its id and the cursor it starts from.
+) -> tuple[int, datetime | None, datetime]:
+    """Record a run's start (or a skipped run); returns its id, the cursor it starts from and
+    its start as recorded (what the cursor's clock-skew cap counts from).
 
     Called only by the lease holder, so any other ``running`` row for this resource and org
     belongs to a run that died without finishing: it is marked ``abandoned`` here.
@@ -140,7 +151,7 @@ def start_run(
             )
             .returning(runs.c.id)
         ).scalar_one()
-    return int(run_id), cursor
+    return int(run_id), cursor, now
 
 
 def update_run(conn: sa.Connection, run_id: int, **values: Any) -> None:

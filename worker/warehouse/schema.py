@@ -117,7 +117,28 @@ leases = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
-OWN_TABLES = (credentials, state, runs, leases)
+capabilities = sa.Table(
+    "rrsync_capabilities",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("endpoint", sa.String(500), nullable=False, comment="the path probed"),
+    sa.Column("probed_at", UTCDateTime, nullable=False),
+    sa.Column("exists", sa.Boolean, nullable=False, comment="false: the list answered 404"),
+    sa.Column("page_size", sa.Integer),
+    sa.Column("total", sa.Boolean, comment="list bodies carry total"),
+    sa.Column("updated_filters", sa.Boolean),
+    sa.Column("updated_order", sa.Boolean),
+    sa.Column("start_inclusive", sa.Boolean),
+    sa.Column("end_inclusive", sa.Boolean),
+    sa.Column("created_filter", sa.Boolean),
+    sa.Column("by_id", sa.Boolean),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("message", sa.Text),
+    comment="what each resource's endpoint was probed to do (worker/source/probe.py)",
+)
+
+OWN_TABLES = (credentials, state, runs, leases, capabilities)
 
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "text": sa.Text(),
