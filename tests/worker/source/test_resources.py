@@ -20,7 +20,10 @@ def test_entries_are_consistent(name: str) -> None:
     # a path may not also be the parent of another (records.py reads each as a leaf)
     for path in paths:
         assert not any(other.startswith(path + ".") for other in paths)
-    assert 1 <= resource.page_size <= 200
+    # the list body's key is the path's last segment, GET by id's key its singular
+    assert resource.endpoint.startswith("/api/v1/")
+    assert resource.records_key == resource.endpoint.rsplit("/", 1)[-1]
+    assert resource.item_key == resource.records_key.removesuffix("s")
 
 
 def test_select_keeps_registry_order_and_names_the_unknown() -> None:
