@@ -30,6 +30,7 @@ from worker.source import resources
 if TYPE_CHECKING:
     from worker.ops.status import StatusReport
     from worker.sync.run import SyncResult
+    from worker.sync.strategy import Paging
 
 log = logging.getLogger("rosesync")
 
@@ -106,22 +107,64 @@ def db_upgrade() -> None:
 
 
 @cli.command("resources")
+@click.option("--probe", is_flag=True, help="Probe every resource's endpoint again now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @handles_errors
-def list_resources() -> None:
-    """List the resources rosesync syncs: name, endpoint, table, cursor field, typed columns."""
+def list_resources(probe: bool, as_json: bool) -> None:
+    """List the resources rosesync syncs: name, endpoint, table, cursor field, whether enabled,
+    and how each is paged (keyset or sweep) and why, as last probed."""
+    from worker.credentials.store import CredentialStore
+    from worker.sync.strategy import known_paging, probe_resources
+    from worker.warehouse import connect
+
     settings = _settings()
-    rows = [
-        (
-            r.name,
-            r.endpoint,
-            r.table,
-            r.cursor_field,
-            "yes" if r.name in settings.sync_resources else "no",
-            ", ".join(c.name for c in r.columns),
-        )
-        for r in resources.REGISTRY.values()
-    ]
-    click.echo(_table(("name", "endpoint", "table", "cursor", "enabled", "typed columns"), rows))
+    engine = connect(settings.database_url)
+    registry = list(settings.registry.values())
+    org = settings.credential_name
+    paging: dict[str, Paging | None] = (
+        {
+            found.capabilities.resource: found
+            for found in probe_resources(
+                settings, engine, CredentialStore(settings, engine), registry, org
+            )
+        }
+        if probe
+        else known_paging(settings, engine, registry, org)
+    )
+    if as_json:
+        from worker.ops.status import paging_dict
+
+        entries = []
+        for r in registry:
+            found = paging[r.name]
+            entries.append(
+                {
+                    "name": r.name,
+                    "endpoint": r.endpoint,
+                    "table": r.table,
+                    "cursor_field": r.cursor_field,
+                    "enabled": r.name in settings.sync_resources,
+                    "columns": [c.name for c in r.columns],
+                    "paging": paging_dict(found),
+                }
+            )
+        click.echo(json.dumps(entries, indent=2))
+        return
+    rows = []
+    for r in registry:
+        how, why = _paging_text(paging[r.name])
+        enabled = "yes" if r.name in settings.sync_resources else "no"
+        rows.append((r.name, r.endpoint, r.table, r.cursor_field, enabled, how, why))
+    click.echo(_table(("name", "endpoint", "table", "cursor", "enabled", "paging", "why"), rows))
+
+
+def _paging_text(paging: Paging | None) -> tuple[str, str | None]:
+    """(keyset | sweep | missing | -, why) for a resource's last probe."""
+    if paging is None:
+        return "-", "not probed yet: `rosesync resources --probe`, or the first sync"
+    if not paging.capabilities.exists:
+        return "missing", paging.capabilities.message
+    return paging.strategy, paging.reason
 
 
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
@@ -517,6 +560,7 @@ def _status_text(report: StatusReport) -> str:
         rows.append(
             (
                 state.resource,
+                _paging_text(report.paging.get(state.resource))[0],
                 _when(run.started_at) if run else "never",
                 run.status if run else "-",
                 run.records if run else "-",
@@ -528,7 +572,18 @@ def _status_text(report: StatusReport) -> str:
             )
         )
     resources_table = _table(
-        ("resource", "last run", "result", "records", "took", "rows", "deleted", "cursor", "error"),
+        (
+            "resource",
+            "paging",
+            "last run",
+            "result",
+            "records",
+            "took",
+            "rows",
+            "deleted",
+            "cursor",
+            "error",
+        ),
         rows,
     )
     beat = report.beat_leader or "none running"
@@ -562,6 +617,15 @@ def _status_text(report: StatusReport) -> str:
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the dataset.")
 @click.option(
+    "--profile",
+    type=click.Choice(["extended", "documented"]),
+    default="extended",
+    show_default=True,
+    help="The API served: 'documented' is Rose Rocket's v1 as described (50 a page, no "
+    "updated_* filters, newest-created first, no invoices); 'extended' adds updated_* filters "
+    "in updated_at order and 200 a page.",
+)
+@click.option(
     "--client-id", default="rrsync-demo", show_default=True, help="The registered OAuth client id."
 )
 @click.option(
@@ -583,6 +647,7 @@ def simulator_command(
     access_ttl: float,
     auto_consent: bool,
     seed: int,
+    profile: str,
     client_id: str,
     client_secret: str,
     redirect_uri: str,
@@ -602,6 +667,7 @@ def simulator_command(
             access_ttl=access_ttl,
             consent="approve" if auto_consent else "page",
             seed=seed,
+            profile=profile,
             client_id=client_id,
             client_secret=client_secret,
             redirect_uri=redirect_uri,
@@ -612,8 +678,16 @@ def simulator_command(
 
 
 @cli.command("demo")
+@click.option(
+    "--profile",
+    type=click.Choice(["extended", "documented"]),
+    default="extended",
+    show_default=True,
+    help="The simulated API (see `rosesync simulator --help`): 'documented' shows the sweep "
+    "paging a real Rose Rocket tenant gets.",
+)
 @handles_errors
-def demo_command() -> None:
+def demo_command(profile: str) -> None:
     """Show rosesync end to end on the bundled simulator, with no configuration.
 
     Starts the simulator, bootstraps, runs a full and an incremental sync into a SQLite file
@@ -624,7 +698,9 @@ def demo_command() -> None:
     configure_logging("WARNING")
     bars = _ProgressBars()
     try:
-        report = run_demo(say=lambda line: click.echo(f"==> {line}"), progress=bars)
+        report = run_demo(
+            say=lambda line: click.echo(f"==> {line}"), progress=bars, profile=profile
+        )
     finally:
         bars.close()
     click.echo("\nfull sync:\n" + _runs_table(report.full))

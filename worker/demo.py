@@ -18,7 +18,7 @@ from config.settings import load_settings
 from worker.credentials.bootstrap import bootstrap
 from worker.credentials.store import CredentialStore
 from worker.ops.status import StatusReport, build_status
-from worker.simulator import Simulator, SimulatorConfig
+from worker.simulator import RESOURCES, Simulator, SimulatorConfig
 from worker.simulator.browser import visit_soon
 from worker.source.resources import select
 from worker.sync.run import Progress, SyncResult, sync_resources
@@ -45,7 +45,10 @@ def _free_port() -> int:
 
 
 def run_demo(
-    say: Callable[[str], None], progress: Progress, directory: Path = DEMO_DIR
+    say: Callable[[str], None],
+    progress: Progress,
+    directory: Path = DEMO_DIR,
+    profile: str = "extended",
 ) -> DemoReport:
     shutil.rmtree(directory, ignore_errors=True)  # every demo starts from nothing
     directory.mkdir(parents=True)
@@ -53,13 +56,19 @@ def run_demo(
     config = SimulatorConfig(
         records=RECORDS,
         seed=7,
+        profile=profile,
         consent="approve",
         redirect_uri=f"http://127.0.0.1:{_free_port()}/callback",
     )
     with Simulator(config) as sim:
-        say(f"Rose Rocket simulator running on {sim.url} ({RECORDS} records per resource)")
+        served = [name for name in RESOURCES if config.serves(name)]
+        say(
+            f"Rose Rocket simulator running on {sim.url} ({RECORDS} records per resource, "
+            f"the {profile} API: {', '.join(served)})"
+        )
         settings = load_settings(
             environ={
+                "SYNC_RESOURCES": ",".join(served),
                 "ROSEROCKET_CLIENT_ID": config.client_id,
                 "ROSEROCKET_CLIENT_SECRET": config.client_secret,
                 "ROSEROCKET_REDIRECT_URI": config.redirect_uri,

@@ -132,6 +132,31 @@ def test_sync_failure_is_one_line_and_exit_1(world: World, tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
+def test_resources_probe_shows_the_paging_and_why(sqlite_url: str, tmp_path: Path) -> None:
+    config = SimulatorConfig(records=60, profile="documented")
+    with make_world(sqlite_url, tmp_path, config) as documented:
+        before = rosesync(documented, tmp_path, "resources")
+        assert before.returncode == 0, before.stderr
+        assert "not probed yet" in before.stdout
+        probed = rosesync(documented, tmp_path, "resources", "--probe")
+        assert probed.returncode == 0, probed.stderr
+        lines = {line.split()[0]: line for line in probed.stdout.splitlines()[2:]}
+        assert "sweep" in lines["orders"] and "not honoured" in lines["orders"]
+        assert "missing" in lines["invoices"] and "404" in lines["invoices"]
+        entries = json.loads(rosesync(documented, tmp_path, "resources", "--json").stdout)
+        orders = next(e for e in entries if e["name"] == "orders")
+        assert orders["paging"]["strategy"] == "sweep"
+        assert orders["paging"]["capabilities"]["page_size"] == 50
+        # `sync` of everything: the missing endpoint is named, the others sync, exit 1
+        result = rosesync(documented, tmp_path, "sync", "--json")
+        assert result.returncode == 1
+        statuses = {r["resource"]: r["status"] for r in json.loads(result.stdout)}
+        assert statuses.pop("invoices") == "failed"
+        assert set(statuses.values()) == {"succeeded"}
+        assert "1 of 6 resources did not sync: invoices:" in result.stderr
+        assert "SYNC_ENDPOINTS" in result.stderr
+
+
 def test_sync_unknown_resource_is_a_usage_error(world: World, tmp_path: Path) -> None:
     result = rosesync(world, tmp_path, "sync", "trucks")
     assert result.returncode == 2

@@ -7,15 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 
-def test_demo_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("profile", "resources", "paging"), [("extended", 6, "keyset"), ("documented", 5, "sweep")]
+)
+def test_demo_end_to_end(tmp_path: Path, profile: str, resources: int, paging: str) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("DATABASE_URL=postgresql://nobody@nowhere/none\nSYNC_RESOURCES=trucks\n")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROSEROCKET_", "SYNC_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "demo"],
+        [sys.executable, "-m", "worker", "demo", "--profile", profile],
         cwd=tmp_path,
         env=clean,
         capture_output=True,
@@ -37,6 +41,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         orders = conn.execute(sa.text("SELECT count(*) FROM rr_orders")).scalar_one()
         runs = conn.execute(sa.text("SELECT count(*) FROM rrsync_runs")).scalar_one()
     assert orders >= 1000
-    assert runs == 12  # a full and an incremental run of six resources
+    assert runs == 2 * resources  # a full and an incremental run of each (no invoices API)
+    assert f"orders     {paging}" in out  # the status table's paging column
     assert dotenv.read_text().startswith("DATABASE_URL=postgresql://nobody")  # untouched
     assert "rrsync-demo-secret" not in out + result.stderr

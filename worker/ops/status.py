@@ -14,6 +14,7 @@ from config.settings import Settings
 from worker.clock import utcnow
 from worker.credentials.store import CredentialStatus, credential_statuses
 from worker.ops.beat import LEASE_NAME
+from worker.sync.strategy import Paging, known_paging
 from worker.warehouse import leases
 from worker.warehouse.runs import ResourceState, RunRow, resource_states
 
@@ -25,6 +26,7 @@ class StatusReport:
     schedule: str
     next_run: datetime
     beat_leader: str | None
+    paging: dict[str, Paging | None]  # per resource, as last probed (None: not yet)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +43,7 @@ class StatusReport:
                     "last_full_sync_at": _iso(r.last_full_sync_at),
                     "last_run": run_dict(r.last_run) if r.last_run else None,
                     "next_run": self.next_run.isoformat(),
+                    "paging": paging_dict(self.paging.get(r.resource)),
                 }
                 for r in self.resources
             ],
@@ -73,12 +76,27 @@ def run_dict(run: RunRow) -> dict[str, Any]:
     }
 
 
+def paging_dict(paging: Paging | None) -> dict[str, Any] | None:
+    """How a resource is paged, as JSON: `rosesync status --json` and `resources --json`."""
+    if paging is None:
+        return None
+    return {
+        "strategy": paging.strategy if paging.capabilities.exists else "missing",
+        "reason": paging.reason if paging.capabilities.exists else paging.capabilities.message,
+        "page_size": paging.page_size,
+        "capabilities": paging.capabilities.as_dict(),
+    }
+
+
 def build_status(settings: Settings, engine: Engine) -> StatusReport:
     leader = leases.holder(engine, LEASE_NAME)
+    registry = settings.registry
+    enabled = [registry[name] for name in settings.sync_resources]
     return StatusReport(
         credentials=credential_statuses(settings, engine),
         resources=resource_states(engine, list(settings.sync_resources), settings.credential_name),
         schedule=settings.sync_schedule.text,
         next_run=next_run(settings.sync_schedule, utcnow()),
         beat_leader=leader.owner if leader else None,
+        paging=known_paging(settings, engine, enabled, settings.credential_name),
     )

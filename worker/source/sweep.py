@@ -133,7 +133,10 @@ class SweepPager:
         steps = 0
         while True:
             if page is None:
-                page = self._page(offset)
+                # A part's last page asks only for what reaches OVERLAP records into the next
+                # part: the rest would be read (and written) twice.
+                wanted = self.page_size if end is None else end + OVERLAP - offset
+                page = self._page(offset, max(OVERLAP + 1, min(self.page_size, wanted)))
             ids = [r.id for r in page.records]
             if previous is not None and not previous.intersection(ids):
                 # Lost the thread: the list moved by more than the overlap since the last page
@@ -165,8 +168,8 @@ class SweepPager:
             previous = set(ids)
             offset, page = offset + max(1, len(ids) - OVERLAP), None
 
-    def _page(self, offset: int) -> Page:
-        return self.client.list_page(self.resource, offset=offset, limit=self.page_size)
+    def _page(self, offset: int, limit: int | None = None) -> Page:
+        return self.client.list_page(self.resource, offset=offset, limit=limit or self.page_size)
 
 
 def _fresh(records: list[Record], previous: set[str] | None) -> list[Record]:
