@@ -91,6 +91,7 @@ class Settings:
     # Rose Rocket's documented maximum (issue 12); the probe lowers it to what the API gives.
     sync_page_size: int = 50
     sync_strategy: str = "auto"  # auto | keyset | sweep (worker/source/probe.py)
+    sync_sweep_interval_seconds: int = 0  # 0: every run of a swept resource is a whole sweep
     sync_endpoints: Mapping[str, resources.Endpoint] = field(default_factory=dict)
     sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
     sync_soft_time_limit: int = 3 * 3600
@@ -378,6 +379,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
     "SYNC_STRATEGY": ("sync_strategy", _strategy),
     "SYNC_ENDPOINTS": ("sync_endpoints", _endpoints),
+    "SYNC_SWEEP_INTERVAL_SECONDS": ("sync_sweep_interval_seconds", _non_negative_int),
     "SYNC_WRITERS": ("sync_writers", _writers),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),

@@ -110,6 +110,7 @@ BAD_VALUES = [
     ("SYNC_CONCURRENCY", "0", "greater than 0"),
     ("SYNC_PAGE_SIZE", "5000", "1 to 1000"),
     ("SYNC_STRATEGY", "offset", "auto or keyset or sweep"),
+    ("SYNC_SWEEP_INTERVAL_SECONDS", "-5", "0 or more"),
     ("SYNC_ENDPOINTS", "partners:/api/v1/partner_carriers", "RESOURCE=/path"),
     ("SYNC_ENDPOINTS", "lorries=/api/v1/lorries", "RESOURCE=/path"),
     ("SYNC_ENDPOINTS", "orders=api/v1/orders", "RESOURCE=/path"),

@@ -31,6 +31,7 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import pairwise
 
 from worker.errors import ListDrifted
@@ -68,13 +69,22 @@ class _Trace:
 
 
 class SweepPager:
+    """Sweeps the whole list, or only the records created since ``created_start`` (a window
+    between sweeps, where the API honours ``created_start_at``)."""
+
     def __init__(
-        self, client: RoseRocketClient, resource: Resource, page_size: int, concurrency: int
+        self,
+        client: RoseRocketClient,
+        resource: Resource,
+        page_size: int,
+        concurrency: int,
+        created_start: datetime | None = None,
     ) -> None:
         self.client = client
         self.resource = resource
         self.page_size = page_size
         self.concurrency = concurrency
+        self.created_start = created_start
         self.stride = max(1, page_size - OVERLAP)
         self._traces: dict[int, _Trace] = {}
         self._lock = threading.Lock()
@@ -169,7 +179,12 @@ class SweepPager:
             offset, page = offset + max(1, len(ids) - OVERLAP), None
 
     def _page(self, offset: int, limit: int | None = None) -> Page:
-        return self.client.list_page(self.resource, offset=offset, limit=limit or self.page_size)
+        return self.client.list_page(
+            self.resource,
+            offset=offset,
+            limit=limit or self.page_size,
+            created_start=self.created_start,
+        )
 
 
 def _fresh(records: list[Record], previous: set[str] | None) -> list[Record]:

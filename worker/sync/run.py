@@ -61,9 +61,9 @@ from worker.warehouse.runs import (
     advance_cursor,
     finish_run,
     get_run,
-    last_full_sync,
     mark_full_sync,
     start_run,
+    sweep_marks,
 )
 
 log = logging.getLogger(__name__)
@@ -219,27 +219,7 @@ class _Run:
             )
         concurrency = self.settings.sync_concurrency
         if paging.strategy == "sweep":
-            sweep = SweepPager(self.client, self.resource, paging.page_size, concurrency)
-            parts, first = sweep.plan()
-            self._fetch(sweep, parts, first, "sweep", None)
-            if not sweep.complete:
-                return
-            previous = last_full_sync(self.engine, self.resource.name, self.org)
-            self.deleted = sweep_deletions(
-                self.client,
-                self.loader,
-                self.resource,
-                known.by_id,
-                (self.started, previous),
-                self._store_records,
-                self.lease.renew,
-            )
-            # A complete sweep is as good as a full pass: it also sets the cursor, so that the
-            # resource could switch to keyset paging without reading everything again.
-            with self.engine.begin() as conn:
-                self.lease.renew(conn)
-                mark_full_sync(conn, self.resource.name, self.org, self.started)
-                advance_cursor(conn, self.resource.name, self.org, self.ceiling)
+            self._sweep(paging, full)
             return
         lookback = timedelta(seconds=self.settings.sync_lookback_seconds)
         lower = None if full or cursor is None else cursor - lookback
@@ -253,9 +233,7 @@ class _Run:
         slices, first = keyset.plan(lower)
         self._fetch(keyset, slices, first, "full" if full else "incremental", lower)
         if full:
-            with self.engine.begin() as conn:
-                self.lease.renew(conn)
-                mark_full_sync(conn, self.resource.name, self.org, self.started)
+            self._mark(full_sync=self.started)
             self.deleted = self.loader.mark_deleted(self.started, self.lease.renew)
         elif self.cursor is not None:
             self.deleted = reconcile(
@@ -270,6 +248,61 @@ class _Run:
                 end_inclusive=bool(known.end_inclusive),
                 by_id=bool(known.by_id),
             )
+
+    def _sweep(self, paging: strategy.Paging, full: bool) -> None:
+        """The whole list, then the deletions it reveals; or, between sweeps (at most every
+        SYNC_SWEEP_INTERVAL_SECONDS), only the records created since the last one."""
+        known = paging.capabilities
+        concurrency = self.settings.sync_concurrency
+        previous, created_cursor = sweep_marks(self.engine, self.resource.name, self.org)
+        interval = timedelta(seconds=self.settings.sync_sweep_interval_seconds)
+        if (
+            not full
+            and known.created_filter
+            and previous is not None
+            and created_cursor is not None
+            and self.started - previous < interval
+        ):
+            lookback = timedelta(seconds=self.settings.sync_lookback_seconds)
+            since = created_cursor - lookback
+            window = SweepPager(self.client, self.resource, paging.page_size, concurrency, since)
+            parts, first = window.plan()
+            self._fetch(window, parts, first, "created-window", since)
+            if window.complete:
+                self._mark(created_cursor=self.ceiling)
+            return
+        sweep = SweepPager(self.client, self.resource, paging.page_size, concurrency)
+        parts, first = sweep.plan()
+        self._fetch(sweep, parts, first, "sweep", None)
+        if not sweep.complete:
+            return
+        self.deleted = sweep_deletions(
+            self.client,
+            self.loader,
+            self.resource,
+            known.by_id,
+            (self.started, previous),
+            self._store_records,
+            self.lease.renew,
+        )
+        # A complete sweep is as good as a full pass: it also sets the cursor, so that the
+        # resource could switch to keyset paging without reading everything again.
+        self._mark(full_sync=self.started, cursor=self.ceiling, created_cursor=self.ceiling)
+
+    def _mark(
+        self,
+        full_sync: datetime | None = None,
+        cursor: datetime | None = None,
+        created_cursor: datetime | None = None,
+    ) -> None:
+        """Record what a complete read proved, in one transaction under the lease."""
+        with self.engine.begin() as conn:
+            self.lease.renew(conn)
+            if full_sync is not None:
+                mark_full_sync(conn, self.resource.name, self.org, full_sync)
+            for column, value in (("cursor", cursor), ("created_cursor", created_cursor)):
+                if value is not None:
+                    advance_cursor(conn, self.resource.name, self.org, value, column)
 
     def _fetch(
         self,

@@ -66,21 +66,25 @@ def _upsert_state(conn: sa.Connection, resource: str, org: str, **values: Any) -
     )
 
 
-def advance_cursor(conn: sa.Connection, resource: str, org: str, cursor: datetime) -> None:
-    """Move the cursor forward (never back) inside the caller's batch transaction.
+def advance_cursor(
+    conn: sa.Connection, resource: str, org: str, cursor: datetime, column: str = "cursor"
+) -> None:
+    """Move the cursor (or ``created_cursor``) forward, never back, inside the caller's batch
+    transaction.
 
     One statement, so that two batches committing at once (worker/sync/commits.py) cannot both
     read the old cursor and have the older of their two positions win: the second waits for
     the first's row lock and then compares with what the first committed.
     """
     insert = (postgresql if is_postgres(conn) else sqlite).insert(state)
-    stmt = insert.values(resource=resource, org=org, cursor=cursor, updated_at=utcnow())
-    newer = sa.or_(state.c.cursor.is_(None), stmt.excluded.cursor > state.c.cursor)
+    stmt = insert.values(resource=resource, org=org, updated_at=utcnow(), **{column: cursor})
+    current, offered = state.c[column], stmt.excluded[column]
+    newer = sa.or_(current.is_(None), offered > current)
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[state.c.resource, state.c.org],
             set_={
-                "cursor": sa.case((newer, stmt.excluded.cursor), else_=state.c.cursor),
+                column: sa.case((newer, offered), else_=current),
                 "updated_at": sa.case((newer, stmt.excluded.updated_at), else_=state.c.updated_at),
             },
         )
@@ -91,14 +95,16 @@ def mark_full_sync(conn: sa.Connection, resource: str, org: str, when: datetime)
     _upsert_state(conn, resource, org, last_full_sync_at=when)
 
 
-def last_full_sync(engine: Engine, resource: str, org: str) -> datetime | None:
-    """When the last complete full pass (or sweep) of the resource started."""
+def sweep_marks(engine: Engine, resource: str, org: str) -> tuple[datetime | None, datetime | None]:
+    """When the last complete full pass (or sweep) of the resource started, and its created
+    cursor (sync/run.py: windows between sweeps)."""
     with reader(engine).connect() as conn:
-        return conn.execute(
-            sa.select(state.c.last_full_sync_at).where(
+        row = conn.execute(
+            sa.select(state.c.last_full_sync_at, state.c.created_cursor).where(
                 state.c.resource == resource, state.c.org == org
             )
-        ).scalar()
+        ).first()
+    return (row.last_full_sync_at, row.created_cursor) if row else (None, None)
 
 
 def start_run(

@@ -72,6 +72,11 @@ state = sa.Table(
     sa.Column("cursor", UTCDateTime, comment="greatest updated_at committed, capped"),
     sa.Column("last_full_sync_at", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column(
+        "created_cursor",
+        UTCDateTime,
+        comment="sweep: every record created before it is stored (windows between sweeps)",
+    ),
 )
 
 runs = sa.Table(

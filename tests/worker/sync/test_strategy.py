@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import World, assert_matches_source, make_world
+from tests.support import World, assert_matches_source, make_world, warehouse_rows
 from worker.errors import EndpointMissing
 from worker.simulator import RESOURCES, SimulatorConfig
 from worker.sync.run import SyncResult, sync_resource, sync_resources
 from worker.sync.strategy import known_paging
+
+SMALL_PAGES = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "4"}
 
 
 def sync(world: World, resource: str, full: bool = False) -> SyncResult:
@@ -103,4 +105,29 @@ def test_an_api_that_clamps_pages_to_50_loses_nothing(
         for full in (True, False):
             result = sync(world, "orders", full=full)
             assert result.ok, result.run.error
+        assert_matches_source(world, "orders")
+
+
+def test_between_sweeps_a_created_window_picks_up_new_records(
+    database_url: str, tmp_path: Path
+) -> None:
+    config = SimulatorConfig(records=300, profile="documented")
+    interval = {"SYNC_SWEEP_INTERVAL_SECONDS": "3600", **SMALL_PAGES}
+    with make_world(database_url, tmp_path, config, **interval) as world:
+        assert sync(world, "orders").ok  # the first run sweeps
+        before = {r["id"] for r in world.dump("orders")}
+        created: set[str] = set()
+        while len(created) < 3:
+            world.sim.mutate(5, resource="orders")
+            created = {r["id"] for r in world.dump("orders")} - before
+        window = sync(world, "orders")
+        assert window.ok, window.run.error
+        assert window.run.requests <= 3  # the orders created since the sweep: one page
+        assert created <= set(warehouse_rows(world.engine, "orders"))
+        # customers have no created filter: every run is a whole sweep
+        assert sync(world, "customers").ok
+        again = sync(world, "customers")
+        assert again.run.records >= 300
+        full = sync(world, "orders", full=True)  # a sweep: updates and deletions too
+        assert full.ok
         assert_matches_source(world, "orders")

@@ -1,6 +1,7 @@
-"""What each resource's endpoint was probed to do (issue 12).
+"""What each resource's endpoint was probed to do, and where created_at windows between sweeps
+start (issue 12).
 
-Revision ID: 0002_capabilities
+Revision ID: 0002_paging
 Revises: 0001
 Create Date: 2026-11-30
 """
@@ -10,11 +11,12 @@ from alembic import op
 
 from worker.warehouse.schema import UTCDateTime
 
-revision = "0002_capabilities"
+revision = "0002_paging"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+CREATED_CURSOR = "sweep: every record created before it is stored (windows between sweeps)"
 FLAGS = (
     "total",
     "updated_filters",
@@ -41,7 +43,11 @@ def upgrade() -> None:
         sa.Column("message", sa.Text),
         comment="what each resource's endpoint was probed to do (worker/source/probe.py)",
     )
+    with op.batch_alter_table("rrsync_state") as table:
+        table.add_column(sa.Column("created_cursor", UTCDateTime, comment=CREATED_CURSOR))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("rrsync_state") as table:
+        table.drop_column("created_cursor")
     op.drop_table("rrsync_capabilities")
