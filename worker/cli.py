@@ -593,6 +593,17 @@ def _status_text(report: StatusReport) -> str:
     )
 
 
+_PROFILE = click.option(
+    "--profile",
+    type=click.Choice(["extended", "documented"]),
+    default="extended",
+    show_default=True,
+    help="The simulated API: 'documented' is Rose Rocket's v1 as described (50 a page, no "
+    "updated_* filters, newest-created first, no invoices), which real tenants get; 'extended' "
+    "adds updated_* filters in updated_at order and 200 a page.",
+)
+
+
 @cli.command("simulator")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=9400, show_default=True, help="Port to listen on.")
@@ -616,15 +627,7 @@ def _status_text(report: StatusReport) -> str:
     help="Approve authorization requests at once instead of showing a consent page.",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the dataset.")
-@click.option(
-    "--profile",
-    type=click.Choice(["extended", "documented"]),
-    default="extended",
-    show_default=True,
-    help="The API served: 'documented' is Rose Rocket's v1 as described (50 a page, no "
-    "updated_* filters, newest-created first, no invoices); 'extended' adds updated_* filters "
-    "in updated_at order and 200 a page.",
-)
+@_PROFILE
 @click.option(
     "--client-id", default="rrsync-demo", show_default=True, help="The registered OAuth client id."
 )
@@ -678,14 +681,7 @@ def simulator_command(
 
 
 @cli.command("demo")
-@click.option(
-    "--profile",
-    type=click.Choice(["extended", "documented"]),
-    default="extended",
-    show_default=True,
-    help="The simulated API (see `rosesync simulator --help`): 'documented' shows the sweep "
-    "paging a real Rose Rocket tenant gets.",
-)
+@_PROFILE
 @handles_errors
 def demo_command(profile: str) -> None:
     """Show rosesync end to end on the bundled simulator, with no configuration.
