@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,15 +21,18 @@ from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from celery.schedules import crontab
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
 
+from config.schedule import Schedule, parse_schedule
 from worker.errors import ConfigError
+from worker.logs import register_secret
 from worker.source import resources
 
 T = TypeVar("T")
 
 VAR = Path("var")  # local state (SQLite files, key file, beat schedule), relative like DATABASE_URL
+DEFAULT_DATABASE_URL: Final = "sqlite:///var/rrsync.db"
 
 
 class Secret:
@@ -54,16 +59,29 @@ class Secret:
 
 
 @dataclass(frozen=True, slots=True)
-class Schedule:
-    """When the scheduled sync runs: a 5-field cron line (UTC) or ``@every <n>s|m|h``.
+class UnknownVariable:
+    """A variable that looks like one of ours but is not (a typo is silently ignored otherwise)."""
 
-    ``@every`` is an extension for tests and for operators who want "every 15 minutes" without
-    cron arithmetic; cron is the contract's form.
-    """
+    name: str
+    source: str  # "environment" or ".env"
+    suggestion: str | None
 
-    text: str
-    cron: tuple[str, str, str, str, str] | None = None
-    every_seconds: float | None = None
+    def describe(self) -> str:
+        hint = f" (did you mean {self.suggestion}?)" if self.suggestion else ""
+        return f"{self.name} in the {self.source} is not a rosesync setting{hint}; it is ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Which configuration is in use (issue 17): the .env read, and each variable's source."""
+
+    dotenv: Path | None = None  # the .env file read (absolute), None when there was none
+    dotenv_looked_for: Path | None = None  # where one was looked for
+    sources: Mapping[str, str] = field(default_factory=dict)  # variable -> environment, ...
+    unknown: tuple[UnknownVariable, ...] = ()
+
+    def source_of(self, variable: str) -> str:
+        return self.sources.get(variable, "default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +96,12 @@ class Settings:
     audience: str = "https://roserocket.com"
     scope: str = "offline_access email profile"
     org_id: str | None = None
-    database_url: str = "sqlite:///var/rrsync.db"
+    database_url: str = DEFAULT_DATABASE_URL
     celery_broker_url: str = "sqla+sqlite:///var/broker.db"
     celery_result_backend: str | None = None  # None: derived, see result_backend
     token_encryption_key: Secret | None = None
     token_key_file: Path = VAR / "rrsync.key"
-    sync_schedule: Schedule = field(default_factory=lambda: _parse_schedule("0 2 * * *"))
+    sync_schedule: Schedule = field(default_factory=lambda: parse_schedule("0 2 * * *"))
     sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
@@ -108,6 +126,10 @@ class Settings:
     retry_after_cap_seconds: int = 120
     log_level: str = "INFO"
     log_format: str = "text"
+    alert_urls: tuple[Secret, ...] = ()  # apprise URLs carry webhook tokens: secrets
+    alert_after_failures: int = 2
+    # Where each value came from: what `rosesync doctor` shows (not part of equality).
+    origin: Origin = field(default_factory=lambda: Origin(), compare=False, repr=False)
 
     @property
     def credential_name(self) -> str:
@@ -176,6 +198,11 @@ def _http_url(value: str) -> str:
 def _database_url(value: str) -> str:
     if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
         raise ValueError("a SQLAlchemy URL: sqlite:///path/file.db or postgresql://user@host/db")
+    if value.startswith("sqlite:") and not (value.startswith("sqlite:///") or value == "sqlite://"):
+        # sqlite://var/x.db reads "var" as a host name (issue 17)
+        raise ValueError(
+            "sqlite:///relative/path.db (three slashes) or sqlite:////absolute/path.db"
+        )
     # psycopg 3 is the driver we ship; plain "postgresql://" would make SQLAlchemy (and Celery's
     # result backend) look for psycopg2. "postgres://" is the Heroku-style alias.
     for prefix in ("postgres://", "postgresql://"):
@@ -264,8 +291,10 @@ def _positive_float(value: str) -> float:
         number = float(value)
     except ValueError:
         raise ValueError("a number of seconds") from None
-    if not number > 0:
-        raise ValueError("a number of seconds greater than 0")
+    # float() accepts "inf" and "nan"; neither is a usable timeout or delay (issue 13, item 9:
+    # HTTP_TIMEOUT_SECONDS=inf failed every request with OverflowError).
+    if not math.isfinite(number) or not number > 0:
+        raise ValueError("a finite number of seconds greater than 0")
     return number
 
 
@@ -282,48 +311,21 @@ def _fernet_key(value: str) -> Secret:
     return Secret(value)
 
 
-_EVERY = re.compile(r"^@every\s+(\d+(?:\.\d+)?)\s*([smh])$")
-_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _parse_schedule(value: str) -> Schedule:
-    text = value.strip()
-    every = _EVERY.match(text)
-    if every:
-        seconds = float(every.group(1)) * _UNITS[every.group(2)]
-        if seconds <= 0:
-            raise ValueError("a positive interval")
-        return Schedule(text=text, every_seconds=seconds)
-    fields = text.split()
-    expected = (
-        "a 5-field cron line like '0 2 * * *' (minute hour day month weekday) or '@every 15m'"
-    )
-    if len(fields) != 5:
-        raise ValueError(expected)
-    try:
-        cron_to_crontab((fields[0], fields[1], fields[2], fields[3], fields[4]))
-    except (ValueError, IndexError, KeyError):
-        raise ValueError(expected) from None
-    return Schedule(text=text, cron=(fields[0], fields[1], fields[2], fields[3], fields[4]))
-
-
-def cron_to_crontab(fields: tuple[str, str, str, str, str]) -> crontab:
-    """Cron's field order (minute hour day month weekday) is not crontab()'s positional one."""
-    minute, hour, day_of_month, month_of_year, day_of_week = fields
-    return crontab(
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month_of_year=month_of_year,
-        day_of_week=day_of_week,
-    )
+def _alert_urls(value: str) -> tuple[Secret, ...]:
+    urls = [url.strip() for url in value.split(",") if url.strip()]
+    if not urls or not all(re.match(r"^[a-z][a-z0-9+.-]*://\S", url) for url in urls):
+        raise ValueError(
+            "comma-separated apprise URLs such as json://host/path or slack://token/ (hidden)"
+        )
+    return tuple(Secret(url) for url in urls)
 
 
 def _resource_list(value: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in value.split(",") if n.strip())
     unknown = [n for n in names if n not in resources.REGISTRY]
     if unknown or not names:
-        raise ValueError(f"a comma-separated list of {', '.join(resources.REGISTRY)}")
+        hint = resources.did_you_mean(unknown[0]) if unknown else ""
+        raise ValueError(f"a comma-separated list of {', '.join(resources.REGISTRY)}{hint}")
     return names
 
 
@@ -371,7 +373,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "CELERY_RESULT_BACKEND": ("celery_result_backend", _text),
     "TOKEN_ENCRYPTION_KEY": ("token_encryption_key", _fernet_key),
     "TOKEN_KEY_FILE": ("token_key_file", lambda v: Path(_text(v))),
-    "SYNC_SCHEDULE": ("sync_schedule", _parse_schedule),
+    "SYNC_SCHEDULE": ("sync_schedule", parse_schedule),
     "SYNC_RESOURCES": ("sync_resources", _resource_list),
     "SYNC_LOOKBACK_SECONDS": ("sync_lookback_seconds", _non_negative_int),
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
@@ -395,32 +397,122 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "RETRY_AFTER_CAP_SECONDS": ("retry_after_cap_seconds", _positive_int),
     "LOG_LEVEL": ("log_level", _log_level),
     "LOG_FORMAT": ("log_format", _log_format),
+    "ALERT_URLS": ("alert_urls", _alert_urls),
+    "ALERT_AFTER_FAILURES": ("alert_after_failures", _positive_int),
+    # Not a field: merged into DATABASE_URL when the URL carries no password, so that the URL
+    # can sit in .env or docker-compose.yml while the password is a Docker secret.
+    "DATABASE_PASSWORD": ("database_password", _secret),
 }
 
 ENVIRONMENT_VARIABLES: Final = tuple(_VARIABLES)
+
+# Any variable may instead be given as <NAME>_FILE, the path of a file holding its value: how
+# Docker secrets reach a container without showing in `docker inspect` (docker-compose.yml).
+FILE_SUFFIX: Final = "_FILE"
+# Prefixes that are ours: an unknown name with one of them is most likely a typo (issue 17).
+OWN_PREFIXES: Final = ("ROSEROCKET_", "SYNC_", "TOKEN_", "ALERT_")
+# Variables that are not settings but belong to the deployment (docker-compose.yml).
+DEPLOYMENT_VARIABLES: Final = frozenset({"FLOWER_BASIC_AUTH", "POSTGRES_PORT"})
+
+
+def is_secret(variable: str) -> bool:
+    """Whether a variable's value is never shown (doctor shows such settings as set/unset)."""
+    return any(word in variable for word in ("SECRET", "KEY", "PASSWORD", "ALERT_URLS")) and (
+        variable != "TOKEN_KEY_FILE"
+    )
 
 
 def _read(name: str, raw: str, parse: Callable[[str], T]) -> T:
     try:
         return parse(raw)
     except ValueError as exc:
-        shown = "(hidden)" if "SECRET" in name or "KEY" in name else repr(raw)
+        shown = "(hidden)" if is_secret(name) else repr(raw)
         raise ConfigError(f"{name}: expected {exc}, got {shown}") from None
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """The .env file's values; an unreadable or non-UTF-8 file is a one-line error (issue 13,
+    item 9: it used to be a traceback)."""
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path.resolve()} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}): save .env as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path.resolve()}: {exc.strerror}") from None
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _value_from_file(name: str, path_text: str) -> str:
+    path = Path(path_text)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{name}{FILE_SUFFIX}: cannot read {path} ({why})") from None
+
+
+def _unknown(values: Mapping[str, str], source: str) -> list[UnknownVariable]:
+    known = [*_VARIABLES, *(name + FILE_SUFFIX for name in _VARIABLES)]
+    found = []
+    for name in sorted(values):
+        if name in known or name in DEPLOYMENT_VARIABLES or not name.startswith(OWN_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        found.append(UnknownVariable(name, source, close[0] if close else None))
+    return found
+
+
+def _with_password(url: str, password: Secret) -> str:
+    """DATABASE_URL with DATABASE_PASSWORD filled in, unless the URL has a password itself."""
+    parsed = make_url(url)
+    if parsed.password is not None or url.startswith("sqlite"):
+        return url
+    return parsed.set(password=password.reveal()).render_as_string(hide_password=False)
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv_path: Path | None = Path(".env")
 ) -> Settings:
     """Settings from ``environ`` (default: the process environment) over ``dotenv_path``."""
-    values: dict[str, str] = {}
+    from_file: dict[str, str] = {}
+    dotenv_read: Path | None = None
     if dotenv_path is not None and dotenv_path.is_file():
-        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-    values.update(os.environ if environ is None else environ)
+        from_file = _read_dotenv(dotenv_path)
+        dotenv_read = dotenv_path.resolve()
+    environment = dict(os.environ if environ is None else environ)
+    values = {**from_file, **environment}
+    sources: dict[str, str] = {}
     kwargs: dict[str, object] = {}
     for name, (attribute, parse) in _VARIABLES.items():
         raw = values.get(name)
-        if raw is not None and raw != "":
+        indirect = values.get(name + FILE_SUFFIX)
+        if raw and indirect:
+            raise ConfigError(f"{name}: set {name} or {name}{FILE_SUFFIX}, not both")
+        origin = "environment" if name in environment else ".env"
+        if indirect:
+            where = "environment" if name + FILE_SUFFIX in environment else ".env"
+            raw, origin = _value_from_file(name, indirect), f"file {indirect} ({where})"
+        if raw:
             kwargs[attribute] = _read(name, raw, parse)
+            sources[name] = origin
+    password = kwargs.pop("database_password", None)
+    if isinstance(password, Secret):
+        url = str(kwargs.get("database_url", DEFAULT_DATABASE_URL))
+        kwargs["database_url"] = _with_password(url, password)
+    for secret in (kwargs.get("client_secret"), kwargs.get("token_encryption_key"), password):
+        if isinstance(secret, Secret):
+            register_secret(secret.reveal())
+    for url in kwargs.get("alert_urls") or ():  # type: ignore[attr-defined]
+        register_secret(url.reveal())
+    kwargs["origin"] = Origin(
+        dotenv=dotenv_read,
+        dotenv_looked_for=dotenv_path.resolve() if dotenv_path is not None else None,
+        sources=sources,
+        unknown=(*_unknown(environment, "environment"), *_unknown(from_file, ".env")),
+    )
     settings = Settings(**kwargs)  # type: ignore[arg-type]
     if settings.sync_soft_time_limit >= settings.sync_time_limit:
         raise ConfigError(

@@ -38,7 +38,10 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], _Replacement], ...]] = (
     # Authorization headers and "Bearer xxx" anywhere (RFC 6750 section 2.1).
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), rf"\1 {REDACTED}"),
     (
-        re.compile(r"(?i)\b(authorization)(\s*:\s*)(?!\[REDACTED\]|bearer|basic)[^\s,'\"}]+"),
+        # Not "re-authorization: run ..." (issue 17): the header name stands alone.
+        re.compile(
+            r"(?i)(?<![\w-])(authorization)(\s*:\s*)(?!\[REDACTED\]|bearer|basic)[^\s,'\"}]+"
+        ),
         rf"\1\2{REDACTED}",
     ),
     # JWTs (Auth0 access tokens are JWTs): three base64url parts, the first a JSON header.

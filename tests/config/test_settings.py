@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from config.settings import ENVIRONMENT_VARIABLES, Secret, load_settings
 from worker.errors import ConfigError
@@ -137,6 +138,21 @@ BAD_VALUES = [
     ("ROSEROCKET_ORG_ID", " ", "non-empty"),
     ("CELERY_RESULT_BACKEND", " ", "non-empty"),
     ("TOKEN_KEY_FILE", " ", "non-empty"),
+    ("ALERT_URLS", "not a url", "apprise URLs"),
+    ("ALERT_AFTER_FAILURES", "0", "greater than 0"),
+    ("DATABASE_PASSWORD", " ", "non-empty"),
+    # issue 13, item 9: float() takes these, and every request then failed with OverflowError
+    ("HTTP_TIMEOUT_SECONDS", "inf", "finite number"),
+    ("HTTP_TIMEOUT_SECONDS", "nan", "finite number"),
+    ("HTTP_BACKOFF_SECONDS", "Infinity", "finite number"),
+    # issue 17: two slashes make "var" a host name
+    ("DATABASE_URL", "sqlite://var/x.db", "three slashes"),
+    # issue 17: a bad cron field is named with its range, not reported as "not 5 fields"
+    ("SYNC_SCHEDULE", "0 25 * * *", "the hour field (field 2 of 5) within 0-23"),
+    ("SYNC_SCHEDULE", "0 0 0 * *", "the day of month field (field 3 of 5) within 1-31"),
+    ("SYNC_SCHEDULE", "* * * 13 *", "the month field (field 4 of 5) within 1-12"),
+    ("SYNC_SCHEDULE", "@fortnightly", "@daily"),
+    ("SYNC_RESOURCES", "order", "did you mean orders?"),
 ]
 
 
@@ -186,3 +202,98 @@ def test_every_schedule_extension() -> None:
     s = load_settings(environ={"SYNC_SCHEDULE": "@every 90s"}, dotenv_path=None)
     assert s.sync_schedule.every_seconds == 90.0
     assert s.sync_schedule.cron is None
+
+
+@pytest.mark.parametrize(
+    ("text", "cron", "every"),
+    [
+        ("@hourly", ("0", "*", "*", "*", "*"), None),
+        ("@daily", ("0", "0", "*", "*", "*"), None),
+        ("@weekly", ("0", "0", "*", "*", "0"), None),
+        ("@monthly", ("0", "0", "1", "*", "*"), None),
+        ("@every 1h30m", None, 5400.0),
+        ("@every 2d", None, 172800.0),
+        ("*/15 8-18 * * mon-fri", ("*/15", "8-18", "*", "*", "mon-fri"), None),
+    ],
+)
+def test_schedule_forms(
+    text: str, cron: tuple[str, ...] | None, every: float | None
+) -> None:
+    """Issue 17: cron's nicknames and compound @every durations are accepted."""
+    s = load_settings(environ={"SYNC_SCHEDULE": text}, dotenv_path=None)
+    assert (s.sync_schedule.cron, s.sync_schedule.every_seconds) == (cron, every)
+    assert s.sync_schedule.text == text
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    """Issue 13, item 9: it used to be a UnicodeDecodeError traceback."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes("ROSEROCKET_ORG_ID=caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={}, dotenv_path=dotenv)
+    assert str(caught.value) == (
+        f"{dotenv.resolve()} is not UTF-8 text (byte 0xe9 at offset 21): save .env as UTF-8"
+    )
+
+
+def test_where_each_setting_came_from(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ROSEROCKET_ORG_ID=org-file\nSYNC_PAGE_SIZE=100\n")
+    s = load_settings(environ={"SYNC_PAGE_SIZE": "50"}, dotenv_path=dotenv)
+    assert s.origin.dotenv == dotenv.resolve()
+    assert s.origin.source_of("ROSEROCKET_ORG_ID") == ".env"
+    assert s.origin.source_of("SYNC_PAGE_SIZE") == "environment"
+    assert s.origin.source_of("SYNC_SCHEDULE") == "default"
+    missing = load_settings(environ={}, dotenv_path=tmp_path / "elsewhere" / ".env")
+    assert missing.origin.dotenv is None
+    assert missing.origin.dotenv_looked_for == tmp_path / "elsewhere" / ".env"
+
+
+def test_unknown_variables_are_reported_with_a_suggestion(tmp_path: Path) -> None:
+    """Issue 17: a misspelt SYNC_SCHEDUEL used to be ignored without a word."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("TOKEN_ENCRYPTON_KEY=x\n")
+    s = load_settings(
+        environ={"SYNC_SCHEDUEL": "@daily", "ROSEROCKET_WHATEVER": "1", "HOME": "/root"},
+        dotenv_path=dotenv,
+    )
+    described = [u.describe() for u in s.origin.unknown]
+    assert described == [
+        "ROSEROCKET_WHATEVER in the environment is not a rosesync setting; it is ignored",
+        "SYNC_SCHEDUEL in the environment is not a rosesync setting "
+        "(did you mean SYNC_SCHEDULE?); it is ignored",
+        "TOKEN_ENCRYPTON_KEY in the .env is not a rosesync setting "
+        "(did you mean TOKEN_ENCRYPTION_KEY?); it is ignored",
+    ]
+
+
+def test_values_from_files(tmp_path: Path) -> None:
+    """<NAME>_FILE reads the value from a file (Docker secrets, docker-compose.yml)."""
+    secret = tmp_path / "client_secret"
+    secret.write_text("from-a-file\n")
+    password = tmp_path / "pg_password"
+    password.write_text("p@ss word\n")
+    s = load_settings(
+        environ={
+            "ROSEROCKET_CLIENT_SECRET_FILE": str(secret),
+            "DATABASE_URL": "postgresql://rosesync@db:5432/rosesync",
+            "DATABASE_PASSWORD_FILE": str(password),
+        },
+        dotenv_path=None,
+    )
+    assert s.client_secret == Secret("from-a-file")
+    url = make_url(s.database_url)
+    assert (url.drivername, url.host, url.password) == ("postgresql+psycopg", "db", "p@ss word")
+    assert s.origin.source_of("ROSEROCKET_CLIENT_SECRET").startswith(f"file {secret}")
+    with pytest.raises(ConfigError, match=r"^ROSEROCKET_CLIENT_SECRET: set .* not both$"):
+        load_settings(
+            environ={
+                "ROSEROCKET_CLIENT_SECRET": "x",
+                "ROSEROCKET_CLIENT_SECRET_FILE": str(secret),
+            },
+            dotenv_path=None,
+        )
+    with pytest.raises(ConfigError, match=r"^TOKEN_ENCRYPTION_KEY_FILE: cannot read .*nothing"):
+        load_settings(
+            environ={"TOKEN_ENCRYPTION_KEY_FILE": str(tmp_path / "nothing")}, dotenv_path=None
+        )

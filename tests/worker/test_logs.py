@@ -78,3 +78,10 @@ def test_ordinary_text_survives() -> None:
         "synced 1200 orders in 3 pages",
     ):
         assert redact(text) == text
+
+
+def test_ordinary_words_after_re_authorization_survive() -> None:
+    """Issue 17, finding 11: "re-authorization: run" lost the word "run"."""
+    text = "the credential for org 'default' needs re-authorization: run `rosesync bootstrap` again"
+    assert redact(text) == text
+    assert redact("Authorization: s3cr3tvalue") == "Authorization: [REDACTED]"

@@ -74,6 +74,11 @@ def _checked_keys(text: str, source: str) -> list[str]:
 
 def _read_key_file(path: Path) -> list[str]:
     mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # issue 13, item 9: a directory was "accessible by group or others"
+        raise ConfigError(
+            f"key file {path} is not a regular file: point TOKEN_KEY_FILE at a key file, or set "
+            "TOKEN_ENCRYPTION_KEY (README, Encryption key)"
+        )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"key file {path} is accessible by group or others (mode "

@@ -7,6 +7,7 @@ table or adds the column, and the next ``rosesync sync --full RESOURCE`` fills i
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -132,6 +133,12 @@ REGISTRY: dict[str, Resource] = {
 }
 
 
+def did_you_mean(name: str) -> str:
+    """`` (did you mean orders?)`` for a near miss such as ``order``, else nothing."""
+    close = difflib.get_close_matches(name.lower(), REGISTRY, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def configured(endpoints: Mapping[str, Endpoint]) -> dict[str, Resource]:
     """The registry with the operator's endpoint overrides (SYNC_ENDPOINTS) applied."""
     return {
@@ -148,7 +155,7 @@ def select(
     unknown = [n for n in wanted if n not in registry]
     if unknown:
         raise ConfigError(
-            f"unknown resource {', '.join(map(repr, unknown))}: "
+            f"unknown resource {', '.join(map(repr, unknown))}{did_you_mean(unknown[0])}: "
             f"expected some of {', '.join(registry)} (see `rosesync resources`)"
         )
     return tuple(r for name, r in registry.items() if name in wanted)

@@ -107,3 +107,14 @@ def test_a_garbled_key_file_is_refused(make_settings: Callable[..., Settings]) -
     os.close(fd)
     with pytest.raises(ConfigError, match="expected Fernet keys"):
         load_cipher(settings)
+
+
+def test_a_key_file_that_is_a_directory_says_so(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Issue 13, item 9: a directory was reported as "accessible by group or others"."""
+    directory = tmp_path / "keys"
+    directory.mkdir(mode=0o700)
+    settings = make_settings(TOKEN_KEY_FILE=str(directory))
+    with pytest.raises(ConfigError, match=r"^key file .*keys is not a regular file: "):
+        load_cipher(settings)
