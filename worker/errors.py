@@ -39,6 +39,12 @@ class OAuthError(PermanentError):
         self.error = error
 
 
+class ClientRejected(OAuthError, ConfigError):
+    """The authorization server refused the OAuth client itself (``invalid_client``,
+    ``unauthorized_client``): a setting of ours is wrong, the grant is fine. Fixing
+    ROSEROCKET_CLIENT_ID / ROSEROCKET_CLIENT_SECRET is enough; no re-bootstrap (issue 17)."""
+
+
 class ApiError(PermanentError):
     """The data API answered with a 4xx that retrying cannot fix (never 401 or 429)."""
 
@@ -79,6 +85,13 @@ class EndpointMissing(ApiError):
 
 class Unauthorized(TransientError):
     """HTTP 401 from the data API even after refreshing the token (seed step 7)."""
+
+
+class Unreachable(TransientError):
+    """A configured service (database, broker, API, authorization server) refused the
+    connection or its host name does not resolve. The message names the variable to check and
+    the address (never a password). Not retried inside a run (issue 17: a refused connection is
+    not worth five attempts; timeouts still are), but a Celery task may retry it later."""
 
 
 class WarehouseUnavailable(TransientError):

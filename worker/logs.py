@@ -17,9 +17,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 REDACTED: Final = "[REDACTED]"
+T = TypeVar("T")
 
 # Names whose value is a secret wherever they appear as key=value (query strings, form bodies).
 _KEYS: Final = (
@@ -82,6 +84,28 @@ def registered_secrets() -> list[str]:
     """The values :func:`register_secret` has seen (for tests that prove nothing leaked)."""
     with _known_lock:
         return list(_known)
+
+
+def safe_url(url: str) -> str:
+    """A service URL fit to print: the password (if any) replaced, everything else kept, so
+    that an error can say which address it tried (issue 17)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def redact_data(value: T) -> T:
+    """``value`` (JSON-like: dicts, lists, strings) with every string redacted: task results."""
+    if isinstance(value, str):
+        return redact(value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {k: redact_data(v) for k, v in value.items()}  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        return type(value)(redact_data(v) for v in value)
+    return value
 
 
 def redact(text: str) -> str:

@@ -21,15 +21,26 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from config.settings import Settings
-from worker.errors import MalformedResponse, OAuthError, TransientError
+from worker.errors import (
+    ClientRejected,
+    MalformedResponse,
+    OAuthError,
+    TransientError,
+    Unreachable,
+)
 from worker.logs import redact, register_secret
 from worker.source.http import raise_for_transient, send, timeouts
 
-# RFC 6749 section 5.2 error codes that mean "this grant or this client is finished": no retry
-# and no further refresh can succeed until a person bootstraps again.
-REAUTH_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+# RFC 6749 section 5.2 error codes that mean "this grant is finished": no retry and no further
+# refresh can succeed until a person bootstraps again.
+REAUTH_ERRORS = frozenset({"invalid_grant"})
+# ... and those that mean "this client is refused": our settings are wrong, the grant may be
+# fine. Issue 17: a wrong ROSEROCKET_CLIENT_SECRET once marked the credential reauth_required,
+# and fixing the secret was not enough.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+AUTH_URL = "ROSEROCKET_AUTH_URL"  # the variable an unreachable-server error names
 DISCOVERY_TIMEOUT_SECONDS = 10.0
 # Auth0 always sends expires_in; RFC 6749 section 5.1 only RECOMMENDS it. Without it we assume
 # an hour and rely on the 401 path (seed step 7) if the token dies sooner.
@@ -90,14 +101,27 @@ def discover(settings: Settings) -> Endpoints:
         cached = _discovered.get(base)
     if cached is not None:
         return cached
-    endpoints = Endpoints(authorization=f"{base}/authorize", token=f"{base}/oauth/token")
     try:
-        response = send(
-            "GET", base + DISCOVERY_PATH, "OIDC discovery", timeouts(DISCOVERY_TIMEOUT_SECONDS)
+        endpoints = discovered(settings) or Endpoints(
+            authorization=f"{base}/authorize", token=f"{base}/oauth/token"
         )
-        raise_for_transient(response, "OIDC discovery")
+    except Unreachable:
+        raise  # nothing will answer at the default paths either: say so now (issue 17)
     except TransientError:
-        return endpoints
+        return Endpoints(authorization=f"{base}/authorize", token=f"{base}/oauth/token")
+    with _discovered_lock:
+        _discovered[base] = endpoints
+    return endpoints
+
+
+def discovered(settings: Settings) -> Endpoints | None:
+    """The endpoints the discovery document names, or None when the server has none (any
+    answer but a usable 200). Raises :class:`TransientError` when it could not be asked, and
+    :class:`Unreachable` (naming ROSEROCKET_AUTH_URL) when nothing listens there."""
+    url = settings.auth_url.rstrip("/") + DISCOVERY_PATH
+    what = f"OIDC discovery at {url}"
+    response = send("GET", url, what, timeouts(DISCOVERY_TIMEOUT_SECONDS), AUTH_URL)
+    raise_for_transient(response, what)
     try:
         document = response.json() if response.status_code == 200 else None
     except ValueError:
@@ -105,10 +129,8 @@ def discover(settings: Settings) -> Endpoints:
     if isinstance(document, dict):
         named = (document.get("authorization_endpoint"), document.get("token_endpoint"))
         if all(isinstance(url, str) and urlsplit(url).scheme in ("http", "https") for url in named):
-            endpoints = Endpoints(authorization=str(named[0]), token=str(named[1]))
-    with _discovered_lock:
-        _discovered[base] = endpoints
-    return endpoints
+            return Endpoints(authorization=str(named[0]), token=str(named[1]))
+    return None
 
 
 def _base64url(data: bytes) -> str:
@@ -210,7 +232,7 @@ def _token_request(
 ) -> TokenGrant:
     # RFC 6749 section 3.2: POST, application/x-www-form-urlencoded (requests encodes the dict).
     response = send(
-        "POST", endpoints.token, what, timeouts(settings.http_timeout_seconds), data=form
+        "POST", endpoints.token, what, timeouts(settings.http_timeout_seconds), AUTH_URL, data=form
     )
     raise_for_transient(response, what)
     if response.status_code != 200:
@@ -301,4 +323,5 @@ def oauth_error(response: requests.Response, what: str, url: str) -> OAuthError:
             f"{what} failed: {url} answered HTTP {response.status_code} without an OAuth error: "
             "check ROSEROCKET_AUTH_URL"
         )
-    return OAuthError(describe_error(error, body.get("error_description"), what), error)
+    kind = ClientRejected if error in CLIENT_ERRORS else OAuthError
+    return kind(describe_error(error, body.get("error_description"), what), error)

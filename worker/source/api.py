@@ -190,7 +190,13 @@ class RoseRocketClient:
         rate_limited_for: float | None = None
         try:
             response = http.send(
-                "GET", url, what, self.timeout, params=params, auth=http.BearerAuth(token)
+                "GET",
+                url,
+                what,
+                self.timeout,
+                "ROSEROCKET_API_URL",
+                params=params,
+                auth=http.BearerAuth(token),
             )
             if response.status_code == 429:
                 rate_limited_for = http.retry_after(response) or 1.0

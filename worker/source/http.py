@@ -10,10 +10,12 @@ otherwise so that a fleet of workers does not retry in lockstep.
 from __future__ import annotations
 
 import email.utils
+import errno
 import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import requests
 import requests.auth
@@ -22,13 +24,15 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from urllib3.exceptions import NameResolutionError
 
 from config.settings import Settings
 from worker import __version__
-from worker.errors import RateLimited, ServerError, TransientError
+from worker.errors import RateLimited, ServerError, TransientError, Unreachable
 
 USER_AGENT = f"rosesync/{__version__}"
 POOL_SIZE = 16
@@ -95,15 +99,54 @@ def raise_for_transient(response: requests.Response, what: str) -> None:
         raise ServerError(f"{what}: server error (HTTP {status})")
 
 
+# Connection failures that will not fix themselves within a run's retries (issue 17).
+_UNREACHABLE = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+}
+
+
+def _unreachable_cause(exc: BaseException) -> str | None:
+    """Why a connection could not even be opened ("connection refused", "unknown host"), or
+    None for a failure worth retrying (reset, timeout, a dropped keep-alive connection)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NameResolutionError):
+            return "unknown host"
+        if isinstance(seen, OSError) and seen.errno in _UNREACHABLE:
+            return _UNREACHABLE[seen.errno]
+        reason = getattr(seen, "reason", None)
+        nested = reason if isinstance(reason, BaseException) else None
+        seen = nested or seen.__cause__ or seen.__context__ or (
+            seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        )
+    return None
+
+
 def send(
-    method: str, url: str, what: str, timeout: tuple[float, float], **kwargs: object
+    method: str,
+    url: str,
+    what: str,
+    timeout: tuple[float, float],
+    setting: str | None = None,
+    **kwargs: object,
 ) -> requests.Response:
-    """One request; connection-level failures become :class:`ServerError`."""
+    """One request; connection-level failures become :class:`ServerError`, or
+    :class:`Unreachable` (naming ``setting``, the variable holding the address) when the
+    server cannot be reached at all."""
     try:
         return session().request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
     except requests.Timeout:
         raise ServerError(f"{what}: timed out after {timeout[1]:g} s") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        cause = _unreachable_cause(exc)
+        if cause is not None:
+            parts = urlsplit(url)
+            check = f": check {setting}" if setting else ""
+            raise Unreachable(
+                f"{what}: cannot connect to {parts.scheme}://{parts.netloc} ({cause}){check}"
+            ) from None
         raise ServerError(f"{what}: connection failed ({exc.__class__.__name__})") from None
 
 
@@ -133,7 +176,8 @@ def retrying(
             on_retry(exc, state.upcoming_sleep)
 
     return Retrying(
-        retry=retry_if_exception_type(TransientError),
+        # Unreachable: a refused connection is refused again a second later (issue 17).
+        retry=retry_if_exception_type(TransientError) & retry_if_not_exception_type(Unreachable),
         stop=stop_after_attempt(settings.http_max_attempts),
         wait=wait,
         before_sleep=before_sleep,

@@ -292,3 +292,25 @@ def test_an_org_credential_sends_its_org_id(world: Worlds) -> None:
     payload = made.stored_tokens("org-42")[0].split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["org_id"] == "org-42"  # the simulator binds the org_id a refresh sends
+
+
+def test_a_wrong_client_secret_is_a_setting_not_a_lost_grant(
+    ready: Worlds, tmp_path: Path
+) -> None:
+    """Issue 17, finding 5: invalid_client marked the credential reauth_required, and fixing
+    ROSEROCKET_CLIENT_SECRET was not enough. It is a configuration error of ours (exit 2)."""
+    made = ready()
+    wrong = made.with_env(ROSEROCKET_CLIENT_SECRET="not-the-registered-secret")
+    cli = rosesync(wrong, "token", "refresh", cwd=tmp_path)
+    assert cli.returncode == 2
+    assert_one_line_error(cli.stderr, "the token refresh failed: invalid_client")
+    assert "check ROSEROCKET_CLIENT_ID and ROSEROCKET_CLIENT_SECRET" in cli.stderr
+    with pytest.raises(ConfigError, match="invalid_client"):
+        refresh_due_credentials(wrong.settings, wrong.engine, force=True)
+    (status,) = credential_statuses(made.settings, made.engine)
+    assert status.state == "ok"
+    assert status.last_error is not None and "invalid_client" in status.last_error
+    fixed = rosesync(made, "token", "refresh", cwd=tmp_path)  # the secret fixed: nothing else
+    assert fixed.returncode == 0, fixed.stderr
+    (status,) = credential_statuses(made.settings, made.engine)
+    assert (status.state, status.last_error) == ("ok", None)
