@@ -66,15 +66,18 @@ def holder_is_gone(owner: str) -> bool:
 class Lease:
     """One named lease held by this process. Not reentrant across threads; one per run."""
 
-    def __init__(self, engine: Engine, name: str, ttl: float) -> None:
+    def __init__(self, engine: Engine, name: str, ttl: float, detail: str | None = None) -> None:
         self.engine = engine
         self.name = name
         self.ttl = ttl
+        self.detail = detail  # published with the lease (leases.acquire)
         self.owner = f"{_machine()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.lost = threading.Event()
 
     def acquire(self) -> bool:
-        return rows.acquire(self.engine, self.name, self.owner, self.ttl, holder_is_gone)
+        return rows.acquire(
+            self.engine, self.name, self.owner, self.ttl, holder_is_gone, self.detail
+        )
 
     def renew(self, conn: sa.Connection) -> None:
         """Inside a write transaction: extend, or raise :class:`LeaseLost` (rolling it back)."""

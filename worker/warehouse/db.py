@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, RoseSyncError, Unreachable
+from worker.logs import redact, safe_url
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _READONLY = "rrsync_readonly"
@@ -40,14 +41,77 @@ def _parse(url: str) -> sa.URL:
     return parsed
 
 
+# A PostgreSQL host that drops packets would otherwise hold `connect` for the OS's TCP timeout
+# (minutes); a refused connection fails at once either way.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (absolute), None for PostgreSQL or an in-memory database."""
+    parsed = _parse(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def require_existing(url: str) -> None:
+    """For commands that only read: a SQLite file that is not there is an error, never created
+    (issue 17: `status` run from another directory created ./var/rrsync.db and said "no
+    credential")."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f"DATABASE_URL: there is no database at {path} ({url}): run rosesync from the "
+            "directory it was set up in (relative paths start there), set DATABASE_URL, or "
+            "create it with `rosesync db upgrade`"
+        )
+
+
+def _cause(exc: sa.exc.DBAPIError) -> str:
+    """The driver's reason in a few words: 'Connection refused', 'database "x" does not
+    exist' (psycopg prefixes it with where it tried; SQLite's is short already)."""
+    text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    text = text.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
+    return redact(" ".join(text.split()))[:200]
+
+
+def connection_error(url: str, exc: sa.exc.DBAPIError | OSError) -> RoseSyncError:
+    """What to tell the operator when the database behind DATABASE_URL cannot be used.
+
+    No server answered (refused, unknown host, timed out): :class:`Unreachable`, which a Celery
+    task may retry later. The server answered no (no such database, wrong password), or a
+    SQLite file cannot be opened: :class:`ConfigError`. Either names the variable and the
+    address, never the password.
+    """
+    where = safe_url(url)
+    if isinstance(exc, OSError):
+        return ConfigError(f"DATABASE_URL: cannot use {where} ({exc.strerror or exc})")
+    cause = _cause(exc)
+    if getattr(exc.orig, "sqlstate", None) is None and "sqlite" not in url:
+        return Unreachable(f"DATABASE_URL: cannot connect to {where} ({cause})")
+    return ConfigError(f"DATABASE_URL: {where}: {cause}")
+
+
 def create_engine(url: str) -> Engine:
     """An engine for ``url``; for a SQLite file, its directory is created if missing."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
-    database = parsed.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return sa.create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        )
+    path = sqlite_file(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise connection_error(url, exc) from None
     engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     _tune_sqlite(engine)
     return engine

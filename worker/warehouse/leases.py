@@ -25,6 +25,7 @@ class LeaseRow:
     owner: str
     acquired_at: datetime
     expires_at: datetime
+    detail: str | None = None  # what the holder publishes (JSON), e.g. the beat's schedule
 
 
 def acquire(
@@ -33,8 +34,10 @@ def acquire(
     owner: str,
     ttl: float,
     holder_is_gone: Callable[[str], bool] = lambda _owner: False,
+    detail: str | None = None,
 ) -> bool:
-    """Take (or renew) the lease unless another live owner holds an unexpired one."""
+    """Take (or renew) the lease unless another live owner holds an unexpired one; the holder
+    publishes ``detail`` with it."""
     try:
         with engine.begin() as conn:
             row = conn.execute(
@@ -45,20 +48,22 @@ def acquire(
             if row is None:
                 conn.execute(
                     leases.insert().values(
-                        name=name, owner=owner, acquired_at=now, expires_at=expires
+                        name=name, owner=owner, acquired_at=now, expires_at=expires, detail=detail
                     )
                 )
                 return True
             if row.owner == owner:
                 conn.execute(
-                    leases.update().where(leases.c.name == name).values(expires_at=expires)
+                    leases.update()
+                    .where(leases.c.name == name)
+                    .values(expires_at=expires, detail=detail)
                 )
                 return True
             if row.expires_at <= now or holder_is_gone(row.owner):
                 conn.execute(
                     leases.update()
                     .where(leases.c.name == name)
-                    .values(owner=owner, acquired_at=now, expires_at=expires)
+                    .values(owner=owner, acquired_at=now, expires_at=expires, detail=detail)
                 )
                 return True
             return False
@@ -81,10 +86,24 @@ def release(engine: Engine, name: str, owner: str) -> None:
         conn.execute(leases.delete().where(leases.c.name == name, leases.c.owner == owner))
 
 
+def _lease_row(row: sa.Row[tuple[object, ...]]) -> LeaseRow:
+    return LeaseRow(row.name, row.owner, row.acquired_at, row.expires_at, row.detail)
+
+
 def holder(engine: Engine, name: str) -> LeaseRow | None:
     """The current unexpired holder, if any."""
     with reader(engine).connect() as conn:
         row = conn.execute(
             sa.select(leases).where(leases.c.name == name, leases.c.expires_at > utcnow())
         ).first()
-    return None if row is None else LeaseRow(row.name, row.owner, row.acquired_at, row.expires_at)
+    return None if row is None else _lease_row(row)
+
+
+def live(engine: Engine, prefix: str) -> list[LeaseRow]:
+    """Every unexpired lease whose name starts with ``prefix`` (the workers' presence)."""
+    named = leases.c.name.startswith(prefix, autoescape=True)
+    with reader(engine).connect() as conn:
+        rows = conn.execute(
+            sa.select(leases).where(named, leases.c.expires_at > utcnow()).order_by(leases.c.name)
+        ).all()
+    return [_lease_row(row) for row in rows]

@@ -120,6 +120,7 @@ leases = sa.Table(
     sa.Column("owner", sa.String(200), nullable=False),
     sa.Column("acquired_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.Text, comment="JSON the holder publishes: its name, its schedule"),
 )
 
 capabilities = sa.Table(
@@ -143,7 +144,16 @@ capabilities = sa.Table(
     comment="what each resource's endpoint was probed to do (worker/source/probe.py)",
 )
 
-OWN_TABLES = (credentials, state, runs, leases, capabilities)
+alerts = sa.Table(
+    "rrsync_alerts",
+    metadata,
+    sa.Column("subject", sa.String(300), primary_key=True, comment="credential:org | sync:org:res"),
+    sa.Column("state", sa.String(16), nullable=False, comment="ok | alerting"),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+    sa.Column("message", sa.Text, comment="the last notification sent, redacted"),
+)
+
+OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts)
 
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "text": sa.Text(),
