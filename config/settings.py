@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from config.schedule import Schedule, parse_schedule
 from worker.errors import ConfigError
-from worker.logs import register_secret
+from worker.logs import register_secret, safe_url
 from worker.source import resources
 
 T = TypeVar("T")
@@ -420,6 +420,32 @@ def is_secret(variable: str) -> bool:
     return any(word in variable for word in ("SECRET", "KEY", "PASSWORD", "ALERT_URLS")) and (
         variable != "TOKEN_KEY_FILE"
     )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, Schedule):
+        return value.text
+    if isinstance(value, tuple):
+        return ",".join(_shown(v) for v in value)
+    return str(value)
+
+
+def describe_settings(settings: Settings) -> list[dict[str, str]]:
+    """Every variable, the value in effect and where it came from (`rosesync doctor`). Secrets
+    show only as set or unset; URLs with a password show it masked."""
+    described = []
+    for name, (attribute, _parse) in _VARIABLES.items():
+        source = settings.origin.source_of(name)
+        if is_secret(name):
+            shown = "(unset)" if source == "default" else "(set)"
+        else:
+            shown = _shown(getattr(settings, attribute, None))
+            if "://" in shown:
+                shown = safe_url(shown)
+        described.append({"variable": name, "value": shown, "source": source})
+    return described
 
 
 def _read(name: str, raw: str, parse: Callable[[str], T]) -> T:

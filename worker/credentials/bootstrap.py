@@ -18,6 +18,7 @@ from worker.credentials.callback import LoopbackListener, code_from_pasted
 from worker.credentials.cipher import load_cipher
 from worker.credentials.oauth import authorization_request, discover, exchange_code
 from worker.credentials.store import CredentialStatus, CredentialStore
+from worker.errors import RoseSyncError
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,24 @@ def bootstrap(
     store = CredentialStore(settings, engine, org=org, cipher=load_cipher(settings, create=True))
     endpoints = discover(settings)
     request = authorization_request(settings, endpoints)
+    def exchange(code: str) -> None:
+        requested_at = utcnow()
+        store.replace(exchange_code(settings, endpoints, code, request), requested_at)
+
     if paste is None:
         with LoopbackListener(request.redirect_uri, request.state) as listener:
             announce(request.url)
             code = listener.wait(timeout)
+            # The browser's page waits for this, so that it tells the truth (issue 17).
+            try:
+                exchange(code)
+            except RoseSyncError as exc:
+                listener.report(str(exc))
+                raise
+            listener.report(None)
     else:
         announce(request.url)
-        code = code_from_pasted(paste(), request.redirect_uri, request.state)
-    requested_at = utcnow()
-    store.replace(exchange_code(settings, endpoints, code, request), requested_at)
+        exchange(code_from_pasted(paste(), request.redirect_uri, request.state))
     status = store.status()
     assert status is not None  # just written
     log.info(

@@ -25,12 +25,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from worker.credentials.oauth import AUTHORIZATION, describe_error
 from worker.errors import ConfigError, OAuthError, PermanentError
-from worker.logs import register_secret
+from worker.logs import redact, register_secret
 
 log = logging.getLogger(__name__)
 
 # A browser may open a speculative connection and send nothing on it: drop it after this long.
 HANDLER_SOCKET_TIMEOUT_SECONDS = 10.0
+# How long the browser's page waits for the code exchange to end before it is answered anyway
+# (the exchange is one request bounded by HTTP_TIMEOUT_SECONDS; this is a backstop).
+VERDICT_TIMEOUT_SECONDS = 120.0
+STOPPED = "rosesync stopped before it finished; the terminal says why."
 
 
 class CallbackError(PermanentError):
@@ -109,6 +113,10 @@ def _loopback_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily
     return addresses
 
 
+def _failed_page(error: str) -> bytes:
+    return _page("Sign-in failed", f"{redact(error)} You can close this tab.")
+
+
 def _page(title: str, text: str) -> bytes:
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>rosesync</title></head>"
@@ -118,6 +126,11 @@ def _page(title: str, text: str) -> bytes:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a stuck browser connection must never delay the exit
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that is slow, resets or vanishes is its own problem: socketserver's default
+        printed a traceback to stderr for each (issue 13, item 9: 59 BrokenPipe tracebacks)."""
+        log.debug("callback connection from %s ended with an error", client_address, exc_info=True)
 
 
 class _Server6(_Server):
@@ -147,6 +160,8 @@ class LoopbackListener:
         self._claimed = False
         self._outcome: str | OAuthError | None = None
         self._done = threading.Event()
+        self._verdict = threading.Event()  # the code exchange is over (report())
+        self._failure: str | None = None
         self._servers: list[_Server] = []
         self._threads: list[threading.Thread] = []
 
@@ -168,12 +183,32 @@ class LoopbackListener:
                     ),
                     False,
                 )
-            except OAuthError as exc:
+            except OAuthError as exc:  # an error response: that is the verdict already
                 self._outcome = exc
                 self._claimed = True
-                return 200, _page("Sign-in failed", f"{exc} You can close this tab."), True
+                self._failure = str(exc)
+                self._verdict.set()
+                return 200, b"", True
             self._claimed = True
-            return 200, _page("Done", "done - you can close this tab"), True
+            return 200, b"", True  # the page waits for the exchange's outcome: see report()
+
+    def report(self, failure: str | None) -> None:
+        """What the person's browser is told once the code exchange is over: success only when
+        the credential is stored (issue 17: the page said "Done" while the terminal reported
+        invalid_client). ``failure`` is a one-line error, already free of secrets."""
+        with self._lock:
+            if not self._verdict.is_set():
+                self._failure = failure
+                self._verdict.set()
+
+    def _final_page(self) -> tuple[int, bytes]:
+        if not self._verdict.wait(VERDICT_TIMEOUT_SECONDS):
+            return 200, _failed_page(STOPPED)
+        if self._failure is not None:
+            return 200, _failed_page(self._failure)
+        return 200, _page(
+            "Done", "rosesync stored the credential. You can close this tab."
+        )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         listener = self
@@ -188,6 +223,9 @@ class LoopbackListener:
                     status, body = 404, _page("Not found", "Nothing here.")
                 else:
                     status, body, final = listener._claim(parts.query)
+                if final:
+                    listener._done.set()  # the code goes to the exchange; the page waits for it
+                    status, body = listener._final_page()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -197,9 +235,8 @@ class LoopbackListener:
                     self.end_headers()
                     self.wfile.write(body)
                     self.wfile.flush()
-                finally:
-                    if final:  # after the page went out, so the person sees it
-                        listener._done.set()
+                except OSError:  # the browser went away (closed tab, reset): nothing to tell
+                    log.debug("the browser closed the connection before the page was sent")
 
             def log_message(self, format: str, *args: object) -> None:
                 """Silenced: the default writes the request line, code included, to stderr."""
@@ -255,6 +292,7 @@ class LoopbackListener:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.report(STOPPED)  # a page still waiting for a verdict gets one
         for server in self._servers:
             server.shutdown()
             server.server_close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
@@ -56,7 +56,8 @@ MAX_IDLE: Final = timedelta(hours=24)
 NO_ORG: Final = "default"
 
 Action = Literal["refreshed", "not_due", "skipped_reauth_required", "failed"]
-State = Literal["ok", "expiring", "reauth_required"]
+# key_error: the stored credential cannot be decrypted with this deployment's key
+State = Literal["ok", "expiring", "reauth_required", "key_error"]
 
 
 def expires_at(requested_at: datetime, expires_in: float) -> datetime:
@@ -322,12 +323,14 @@ class CredentialStore:
             if not wanted(row):  # another thread or process refreshed while we waited
                 return self._adopt(row)
             cipher = self._cipher_()
-            endpoints = oauth.discover(self.settings)  # cached after the process's first call
             refresh_token = cipher.decrypt(row.refresh_token, self.org)
             register_secret(refresh_token)
             org_id = None if self.org == NO_ORG else self.org
             requested_at = utcnow()
             try:
+                # cached after the process's first call; inside the try, so that an unreachable
+                # authorization server is recorded like any other failed refresh
+                endpoints = oauth.discover(self.settings)
                 grant = oauth.refresh(self.settings, endpoints, refresh_token, org_id)
             except OAuthError as exc:
                 if exc.error in oauth.REAUTH_ERRORS:
@@ -399,9 +402,26 @@ def refresh_due_credentials(
 
 
 def credential_statuses(settings: Settings, engine: Engine) -> list[CredentialStatus]:
-    """Every stored credential's health; reads no token, so it needs no encryption key."""
+    """Every stored credential's health, including whether this deployment's encryption key
+    opens it: a changed TOKEN_ENCRYPTION_KEY showed ``ok`` here and failed only in the next
+    sync (issue 17). The tokens are decrypted and dropped, never returned."""
     now = utcnow()
-    return [
-        CredentialStatus.of(row, now, settings.refresh_margin_seconds)
-        for row in rows.read_all(engine)
-    ]
+    statuses = []
+    for row in rows.read_all(engine):
+        status = CredentialStatus.of(row, now, settings.refresh_margin_seconds)
+        problem = key_problem(settings, row)
+        if problem is not None:
+            status = replace(status, state="key_error", last_error=problem)
+        statuses.append(status)
+    return statuses
+
+
+def key_problem(settings: Settings, row: CredentialRow) -> str | None:
+    """Why this deployment's key cannot decrypt ``row`` (one line), or None when it can."""
+    try:
+        cipher = load_cipher(settings)
+        register_secret(cipher.decrypt(row.access_token, row.org))
+        register_secret(cipher.decrypt(row.refresh_token, row.org))
+    except ConfigError as exc:
+        return str(exc)
+    return None

@@ -2,7 +2,8 @@
 
 Two ``rosesync beat`` processes (one started by mistake, or a standby) would each send every
 schedule entry. This scheduler sends only while it holds the ``beat`` lease; the other waits,
-renewing its claim every loop, and takes over within ``LEASE_SECONDS`` if the leader dies.
+renewing its claim every loop, and takes over within ``LEASE_SECONDS`` if the leader dies. The
+leader publishes its name and schedule with the lease (worker/ops/presence.py).
 """
 
 from __future__ import annotations
@@ -14,19 +15,24 @@ from celery.beat import PersistentScheduler
 
 from config.schedule import BEAT_LOOP_SECONDS
 from config.settings import VAR, get_settings
+from worker.ops.presence import BEAT_LEASE, beat_detail
 from worker.sync.lease import Lease
 from worker.warehouse import connect
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "beat"
 LEASE_SECONDS = 6 * BEAT_LOOP_SECONDS
 ALIVE_FILE = VAR / "beat-alive"  # touched every loop; docker-compose.yml's health check reads it
 
 
 class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._lease = Lease(connect(get_settings().database_url), LEASE_NAME, LEASE_SECONDS)
+        settings = get_settings()
+        # The lease carries the schedule this beat sends, so that `rosesync status` shows it
+        # rather than the schedule of the shell it runs in (issue 17).
+        self._lease = Lease(
+            connect(settings.database_url), BEAT_LEASE, LEASE_SECONDS, beat_detail(settings)
+        )
         self._leading: bool | None = None  # unknown until the first tick
         VAR.mkdir(parents=True, exist_ok=True)  # the schedule file and ALIVE_FILE live there
         super().__init__(*args, **kwargs)

@@ -13,9 +13,9 @@ from config.schedule import next_run
 from config.settings import Settings
 from worker.clock import utcnow
 from worker.credentials.store import CredentialStatus, credential_statuses
-from worker.ops.beat import LEASE_NAME
+from worker.logs import safe_url
+from worker.ops.presence import running_beat
 from worker.sync.strategy import Paging, known_paging
-from worker.warehouse import leases
 from worker.warehouse.runs import ResourceState, RunRow, resource_states
 
 
@@ -27,11 +27,17 @@ class StatusReport:
     next_run: datetime
     beat_leader: str | None
     paging: dict[str, Paging | None]  # per resource, as last probed (None: not yet)
+    # "beat": the schedule the running beat published; "settings": this process's own
+    # SYNC_SCHEDULE, because no beat is running (issue 17: status showed its own, not the beat's)
+    schedule_source: str = "settings"
+    database: str = ""  # which warehouse this report reads (password hidden)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "database": self.database,
             "credentials": [c.as_dict() for c in self.credentials],
             "schedule": self.schedule,
+            "schedule_source": self.schedule_source,
             "next_run": self.next_run.isoformat(),
             "beat_leader": self.beat_leader,
             "resources": [
@@ -89,14 +95,18 @@ def paging_dict(paging: Paging | None) -> dict[str, Any] | None:
 
 
 def build_status(settings: Settings, engine: Engine) -> StatusReport:
-    leader = leases.holder(engine, LEASE_NAME)
+    beat = running_beat(engine)
+    now = utcnow()
+    published = beat.next_run(now) if beat is not None else None
     registry = settings.registry
     enabled = [registry[name] for name in settings.sync_resources]
     return StatusReport(
         credentials=credential_statuses(settings, engine),
         resources=resource_states(engine, list(settings.sync_resources), settings.credential_name),
-        schedule=settings.sync_schedule.text,
-        next_run=next_run(settings.sync_schedule, utcnow()),
-        beat_leader=leader.owner if leader else None,
+        schedule=beat.schedule if beat and beat.schedule else settings.sync_schedule.text,
+        next_run=published or next_run(settings.sync_schedule, now),
+        beat_leader=beat.name if beat else None,
         paging=known_paging(settings, engine, enabled, settings.credential_name),
+        schedule_source="beat" if published else "settings",
+        database=safe_url(settings.database_url),
     )

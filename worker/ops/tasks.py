@@ -20,12 +20,20 @@ from typing import Any
 
 from billiard.process import active_children
 from celery import Task, group, shared_task
-from celery.signals import setup_logging, worker_process_init, worker_shutting_down
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from config.settings import get_settings
 from worker.credentials.store import CredentialStore, refresh_due_credentials
 from worker.errors import Interrupted, TransientError
-from worker.logs import configure_logging
+from worker.logs import configure_logging, redact, redact_data
+from worker.ops.alerts import review_quietly
+from worker.ops.presence import WorkerHeartbeat
 from worker.ops.status import run_dict
 from worker.source import resources
 from worker.sync.run import sync_resource as run_sync
@@ -59,6 +67,33 @@ def _on_shutdown(**_: Any) -> None:
                 os.kill(child.pid, _STOP_SIGNAL)
 
 
+_heartbeat: list[WorkerHeartbeat] = []
+
+
+@worker_init.connect
+def _publish_worker(sender: Any = None, **_: Any) -> None:
+    """The worker shows itself in the database while it runs (presence.py): `doctor` and
+    `sync --enqueue --wait` look for it there."""
+    settings = get_settings()
+    node = str(getattr(sender, "hostname", None) or "celery")
+    heartbeat = WorkerHeartbeat(settings, connect(settings.database_url), node)
+    heartbeat.start()
+    _heartbeat.append(heartbeat)
+
+
+@worker_shutdown.connect
+def _unpublish_worker(**_: Any) -> None:
+    while _heartbeat:
+        _heartbeat.pop().stop()
+
+
+def _redacted(error: BaseException) -> BaseException:
+    """The exception with its message redacted in place: Celery stores a failed task's
+    exception text in the result backend and shows it to every client (issue 13, item 1)."""
+    error.args = tuple(redact(a) if isinstance(a, str) else a for a in error.args)
+    return error
+
+
 @setup_logging.connect
 def _configure_logging(**_: Any) -> None:
     """Celery's own logging set-up is replaced by ours, redaction included."""
@@ -70,8 +105,10 @@ def _configure_logging(**_: Any) -> None:
 def refresh_tokens() -> list[dict[str, Any]]:
     """Refresh every stored credential that is due (see credentials/store.py)."""
     settings = get_settings()
-    outcomes = refresh_due_credentials(settings, connect(settings.database_url))
-    return [outcome.as_dict() for outcome in outcomes]
+    engine = connect(settings.database_url)
+    outcomes = refresh_due_credentials(settings, engine)
+    review_quietly(settings, engine, None, settings.credential_name)
+    return redact_data([outcome.as_dict() for outcome in outcomes])
 
 
 @shared_task(bind=True, name="rrsync.sync_resource")
@@ -91,14 +128,18 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
         task_id=self.request.id,
         stop=shutting_down,
     )
+    if not isinstance(result.error, Interrupted):
+        review_quietly(settings, engine, target.name, settings.credential_name)
     if isinstance(result.error, Interrupted):
-        raise self.retry(exc=result.error, countdown=5, max_retries=None)
+        raise self.retry(exc=_redacted(result.error), countdown=5, max_retries=None)
     if isinstance(result.error, TransientError):
         delay = min(3600, settings.sync_retry_backoff_seconds * 2**self.request.retries)
-        raise self.retry(exc=result.error, countdown=delay, max_retries=settings.sync_max_retries)
+        raise self.retry(
+            exc=_redacted(result.error), countdown=delay, max_retries=settings.sync_max_retries
+        )
     if result.error is not None:
-        raise result.error
-    return run_dict(result.run)
+        raise _redacted(result.error)
+    return redact_data(run_dict(result.run))
 
 
 @shared_task(name="rrsync.sync_all")

@@ -40,6 +40,7 @@ from worker.errors import (
     OrderViolated,
     ReauthRequired,
     RoseSyncError,
+    Unreachable,
     WarehouseUnavailable,
 )
 from worker.logs import redact
@@ -536,6 +537,7 @@ def sync_resources(
             stop=stop,
         )
         results.append(result)
-        if isinstance(result.error, ReauthRequired | ConfigError | Interrupted):
+        # Unreachable too: the next resource would find the same refused port (issue 17)
+        if isinstance(result.error, ReauthRequired | ConfigError | Interrupted | Unreachable):
             break
     return results

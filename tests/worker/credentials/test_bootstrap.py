@@ -92,7 +92,7 @@ def test_cli_bootstrap_end_to_end(world: Worlds, tmp_path: Path) -> None:
     url = process.stdout.readline().strip()
     assert url.startswith(f"{made.sim.url}/authorize?"), url
     status, landed, page = visit(url)  # auto-consent redirects to rosesync's listener
-    assert status == 200 and "done - you can close this tab" in page
+    assert status == 200 and "rosesync stored the credential" in page
     made.extra_secrets.append(code_of(landed))
     out, err = finish(made, process, url)
     assert process.returncode == 0, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import urllib.error
 import urllib.request
@@ -31,6 +32,21 @@ def get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def sign_in(
+    listener: LoopbackListener, url: str, failure: str | None = None
+) -> tuple[str, int, str]:
+    """The person's browser lands on ``url``; its page waits until the bootstrap reports the
+    code exchange's outcome (``failure``, or success). Returns (code, status, page)."""
+    answer: list[tuple[int, str]] = []
+    browser = threading.Thread(target=lambda: answer.append(get(url)))
+    browser.start()
+    code = listener.wait(30)
+    listener.report(failure)
+    browser.join(30)
+    (status, page), = answer
+    return code, status, page
 
 
 @pytest.fixture
@@ -101,10 +117,30 @@ def test_paste_error_response(redirect_uri: str) -> None:
 
 
 def test_listener_accepts_the_valid_callback(listener: LoopbackListener, redirect_uri: str) -> None:
-    status, page = get(f"{redirect_uri}?code={CODE}&state={STATE}")
-    assert status == 200
-    assert "done - you can close this tab" in page
-    assert listener.wait(30) == CODE
+    code, status, page = sign_in(listener, f"{redirect_uri}?code={CODE}&state={STATE}")
+    assert (code, status) == (CODE, 200)
+    assert "rosesync stored the credential. You can close this tab." in page
+
+
+def test_the_page_tells_a_failed_exchange(listener: LoopbackListener, redirect_uri: str) -> None:
+    """Issue 17, finding 6: the page said "Done" while the terminal reported invalid_client."""
+    failure = "the code exchange failed: invalid_client: check ROSEROCKET_CLIENT_SECRET"
+    code, _status, page = sign_in(listener, f"{redirect_uri}?code={CODE}&state={STATE}", failure)
+    assert code == CODE
+    assert "Sign-in failed" in page and failure in page and "stored the credential" not in page
+
+
+def test_a_page_left_waiting_is_answered_on_exit(redirect_uri: str) -> None:
+    answer: list[tuple[int, str]] = []
+    with LoopbackListener(redirect_uri, STATE) as running:
+        browser = threading.Thread(
+            target=lambda: answer.append(get(f"{redirect_uri}?code={CODE}&state={STATE}"))
+        )
+        browser.start()
+        running.wait(30)  # and then the bootstrap dies before reporting
+    browser.join(30)
+    (_status, page), = answer
+    assert "rosesync stopped before it finished" in page
 
 
 def test_listener_answers_only_the_redirect_path(
@@ -113,8 +149,7 @@ def test_listener_answers_only_the_redirect_path(
     base = redirect_uri.rsplit("/", 1)[0]
     assert get(f"{base}/favicon.ico")[0] == 404
     assert get(f"{base}/other?code={CODE}&state={STATE}")[0] == 404
-    get(f"{redirect_uri}?code={CODE}&state={STATE}")
-    assert listener.wait(30) == CODE
+    assert sign_in(listener, f"{redirect_uri}?code={CODE}&state={STATE}")[0] == CODE
 
 
 def test_listener_keeps_waiting_after_a_wrong_state(
@@ -123,8 +158,7 @@ def test_listener_keeps_waiting_after_a_wrong_state(
     status, page = get(f"{redirect_uri}?code=forged-code&state=forged-state")
     assert status == 400 and "still waiting" in page
     assert get(f"{redirect_uri}?code=forged-code")[0] == 400
-    assert get(f"{redirect_uri}?code={CODE}&state={STATE}")[0] == 200
-    assert listener.wait(30) == CODE
+    assert sign_in(listener, f"{redirect_uri}?code={CODE}&state={STATE}")[:2] == (CODE, 200)
 
 
 def test_listener_accepts_exactly_one_callback(
@@ -139,10 +173,11 @@ def test_listener_accepts_exactly_one_callback(
     ]
     for thread in threads:
         thread.start()
+    assert listener.wait(30) == CODE
+    listener.report(None)
     for thread in threads:
         thread.join()
     assert sorted(results) == [200, 400, 400, 400]
-    assert listener.wait(30) == CODE
 
 
 def test_listener_error_response_ends_the_wait(
@@ -164,8 +199,7 @@ def test_listener_times_out_with_a_clear_message(listener: LoopbackListener) -> 
 def test_listener_writes_nothing_to_stderr(
     listener: LoopbackListener, redirect_uri: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    get(f"{redirect_uri}?code={CODE}&state={STATE}")
-    listener.wait(30)
+    sign_in(listener, f"{redirect_uri}?code={CODE}&state={STATE}")
     captured = capfd.readouterr()
     assert CODE not in captured.err and CODE not in captured.out
 
@@ -196,5 +230,23 @@ def test_listener_port_in_use_is_a_clear_error(redirect_uri: str) -> None:
 def test_listener_on_localhost() -> None:
     uri = f"http://localhost:{free_port()}/cb"
     with LoopbackListener(uri, STATE) as running:
-        assert get(f"{uri}?code={CODE}&state={STATE}")[0] == 200
-        assert running.wait(30) == CODE
+        assert sign_in(running, f"{uri}?code={CODE}&state={STATE}")[:2] == (CODE, 200)
+
+
+def test_slow_and_vanishing_clients_print_no_traceback(
+    listener: LoopbackListener, redirect_uri: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13, item 9: clients that reset or stall gave 59 BrokenPipe tracebacks on stderr."""
+    port = int(redirect_uri.split(":")[2].split("/")[0])
+    request = f"GET /callback?code=x&state=forged HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port)) as reset:
+            reset.sendall(request.encode())
+            # RST instead of FIN: the server's answer hits a connection that is gone
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(b"GET /callback?co")  # and never the rest
+    valid = f"{redirect_uri}?code={CODE}&state={STATE}"
+    assert sign_in(listener, valid)[:2] == (CODE, 200)  # still serving the real one
+    assert "Traceback" not in capfd.readouterr().err

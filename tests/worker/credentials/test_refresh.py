@@ -314,3 +314,20 @@ def test_a_wrong_client_secret_is_a_setting_not_a_lost_grant(
     assert fixed.returncode == 0, fixed.stderr
     (status,) = credential_statuses(made.settings, made.engine)
     assert (status.state, status.last_error) == ("ok", None)
+
+
+def test_a_changed_key_shows_in_token_status(world: Worlds, tmp_path: Path) -> None:
+    """Issue 17, finding 12: a changed TOKEN_ENCRYPTION_KEY showed `ok` and failed only in
+    the next sync."""
+    made = world(env={"TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+    bootstrap_now(made)
+    changed = made.with_env(TOKEN_ENCRYPTION_KEY=Fernet.generate_key().decode())
+    shown = rosesync(changed, "token", "status", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    (status,) = json.loads(shown.stdout)
+    assert status["state"] == "key_error"
+    assert status["last_error"].startswith("TOKEN_ENCRYPTION_KEY cannot decrypt")
+    table = rosesync(changed, "token", "status", cwd=tmp_path)
+    assert table.stdout.splitlines()[2].split()[:2] == ["default", "key_error"]
+    same = rosesync(made, "token", "status", "--json", cwd=tmp_path)
+    assert [s["state"] for s in json.loads(same.stdout)] == ["ok"]
