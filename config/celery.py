@@ -26,6 +26,7 @@ from celery.schedules import crontab
 
 from config.schedule import BEAT_LOOP_SECONDS, celery_schedule, period_seconds
 from config.settings import VAR, Settings, get_settings
+from worker.ops.presence import PresenceStep
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -102,6 +103,7 @@ def make_app(settings: Settings) -> Celery:
         beat_schedule_filename=str(VAR / "celerybeat-schedule"),
         beat_max_loop_interval=BEAT_LOOP_SECONDS,
     )
+    app.steps["worker"].add(PresenceStep)  # each worker shows itself (worker/ops/presence.py)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,6 +209,12 @@ def test_enqueue_and_wait(
         waited = rosesync(world, tmp_path, "sync", "--enqueue", "--wait", "partners", "bills")
         assert waited.returncode == 0, waited.stderr
         assert waited.stdout.count("SUCCESS") == 2
+        # issue 17, finding 2: --json crashed with TypeError (exit 70) although the tasks ran
+        as_json = rosesync(world, tmp_path, "sync", "--enqueue", "--wait", "--json", "bills")
+        assert as_json.returncode == 0, as_json.stderr
+        (outcome,) = json.loads(as_json.stdout)
+        assert (outcome["resource"], outcome["state"]) == ("bills", "SUCCESS")
+        assert outcome["result"]["status"] == "succeeded"
         world.sim.set_faults(FaultRule(kind="status", status=404))
         failed = rosesync(world, tmp_path, "sync", "--enqueue", "--wait", "orders")
         assert failed.returncode == 1
@@ -266,3 +273,157 @@ def test_progress_bars_on_a_terminal(world: World, tmp_path: Path) -> None:
     assert "orders" in text and "partners" in text  # a bar per resource, labelled
     assert "150/150" in text
     assert "succeeded" in out  # the summary table goes to stdout
+
+
+# -- issue 17: what an operator types, and the one line that answers -------------------------
+
+
+def test_enqueue_wait_without_a_worker_says_so(world: World, tmp_path: Path) -> None:
+    """Finding 8: no worker consuming waited in PENDING for up to four hours."""
+    result = rosesync(world, tmp_path, "sync", "--enqueue", "--wait", "orders")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "rosesync: error: no worker is consuming from CELERY_BROKER_URL (sqla+sqlite:///"
+    )
+    assert "start `rosesync worker`; the 1 task(s) stay queued" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sync_before_bootstrap_says_so_up_front(sqlite_url: str, tmp_path: Path) -> None:
+    """Finding 9: sync tried a resource, failed, and never said "run bootstrap first"."""
+    env = {"DATABASE_URL": sqlite_url, "TOKEN_KEY_FILE": str(tmp_path / "k")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "sync"],
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "rosesync: error: no credential stored for org 'default': "
+        "run `rosesync bootstrap` first\n"
+    )
+    assert result.stdout == ""  # no resource was tried
+
+
+def test_a_misspelt_resource_gets_a_suggestion(world: World, tmp_path: Path) -> None:
+    result = rosesync(world, tmp_path, "sync", "order")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "rosesync: error: unknown resource 'order' (did you mean orders?)"
+    )
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_worker_and_beat_take_dash_h(command: str, tmp_path: Path) -> None:
+    """Finding 15: `worker -h` failed while every other command takes -h."""
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", command, "-h"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: rosesync {command}" in result.stdout or "Usage:" in result.stdout
+    assert "--loglevel" in result.stdout
+
+
+def test_ctrl_c_exits_130(sqlite_url: str, tmp_path: Path) -> None:
+    """Finding 15: Ctrl-C exited 1; shells expect 128 + SIGINT."""
+    slow = SimulatorConfig(records=600, faults=(FaultRule(kind="latency", latency=0.05),))
+    with make_world(sqlite_url, tmp_path, slow, SYNC_PAGE_SIZE="20", SYNC_CONCURRENCY="1") as w:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "worker", "sync", "orders"],
+            env={**os.environ, **w.env},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(r.pages >= 2 for r in recent_runs(w.engine, "orders")):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        _out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert err.splitlines()[-1].startswith("rosesync: error: interrupted")
+    assert "Traceback" not in err
+
+
+def test_status_from_another_directory_creates_nothing(world: World, tmp_path: Path) -> None:
+    """Finding 12: `status` elsewhere silently created ./var/rrsync.db and said "no
+    credential"; it now says which database it looked for."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in world.env.items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "status"],
+        env={**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **env},
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"rosesync: error: DATABASE_URL: there is no database at {elsewhere}/var/rrsync.db"
+    )
+    assert not (elsewhere / "var").exists()
+    shown = rosesync(world, tmp_path, "status")
+    assert shown.returncode == 0, shown.stderr
+    first = shown.stdout.splitlines()[0]
+    assert first == f"database: {world.env['DATABASE_URL']} (no .env in {tmp_path})"
+
+
+def test_unknown_variables_are_warned_about(world: World, tmp_path: Path) -> None:
+    """Finding 12: a misspelt SYNC_SCHEDUEL was silently ignored."""
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "resources"],
+        env={**os.environ, **world.env, "SYNC_SCHEDUEL": "@hourly"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "rosesync: warning: SYNC_SCHEDUEL in the environment is not a rosesync setting "
+        "(did you mean SYNC_SCHEDULE?); it is ignored\n"
+    )
+
+
+def test_status_shows_the_running_beats_schedule(world: World, tmp_path: Path) -> None:
+    """Finding 7: status printed its own SYNC_SCHEDULE, and named the beat by its lease owner."""
+    beat_env = {**os.environ, **world.env, "SYNC_SCHEDULE": "@every 1h30m"}
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "worker", "beat", "--loglevel=INFO"],
+        env=beat_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            report = json.loads(rosesync(world, tmp_path, "status", "--json").stdout)
+            if report["beat_leader"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert report["schedule"] == "@every 1h30m"
+        assert report["schedule_source"] == "beat"
+        assert re.fullmatch(r"beat@\S+ pid \d+", report["beat_leader"]), report["beat_leader"]
+        text = rosesync(world, tmp_path, "status").stdout
+        assert "schedule: @every 1h30m (UTC, the running beat's; beat: beat@" in text
+    finally:
+        beat.send_signal(signal.SIGTERM)
+        beat.wait(timeout=60)
+    shown = rosesync(world, tmp_path, "status").stdout
+    assert "schedule: 0 2 * * * (UTC, this shell's SYNC_SCHEDULE); no beat running" in shown

@@ -31,7 +31,8 @@ def _preflight(loaded: Settings, args: tuple[str, ...]) -> None:
     from worker.ops.dispatch import check_broker
     from worker.warehouse import connect
 
-    connect(loaded.database_url)
+    # Closed again at once: a SQLite connection must not be open when Celery forks (-B, prefork).
+    connect(loaded.database_url).dispose()
     check_broker(loaded)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from config.settings import Settings
 from worker.errors import RoseSyncError, Unreachable
 from worker.logs import redact, safe_url
+from worker.warehouse.broker import check_reachable
 
 SYNC_TASK = "rrsync.sync_resource"
 
@@ -67,15 +68,15 @@ def check_broker(settings: Settings) -> None:
     17: 20 s of retries, then a 170-line traceback). One attempt: refused is refused."""
     where = safe_url(settings.celery_broker_url)
     try:
+        if settings.celery_broker_url.startswith("sqla+"):
+            check_reachable(settings.celery_broker_url)
+            return
         # kombu is partly typed; Any keeps mypy from guessing at the rest
         connection: Any = Connection(  # type: ignore[no-untyped-call]
             settings.celery_broker_url, connect_timeout=5
         )
         with connection:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=5)
-            if settings.celery_broker_url.startswith("sqla+"):
-                # kombu's SQLAlchemy transport only connects when a channel is used
-                connection.default_channel.session  # noqa: B018
     except (KombuError, AmqpError, SQLAlchemyError, OSError) as exc:
         cause = redact(" ".join(str(exc).split())[:200]) or exc.__class__.__name__
         message = f"CELERY_BROKER_URL: cannot use the broker at {where} ({cause})"

@@ -221,7 +221,8 @@ def check_credential(context: Context) -> Finding:
         return Finding(
             "credential",
             "fail",
-            f"no credential stored for org {settings.credential_name!r}: run `rosesync bootstrap`",
+            f"no credential stored for org {settings.credential_name!r}: run `rosesync "
+            "bootstrap` first",
         )
     cipher = load_cipher(settings)
     cipher.decrypt(row.access_token, row.org)

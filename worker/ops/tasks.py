@@ -20,20 +20,13 @@ from typing import Any
 
 from billiard.process import active_children
 from celery import Task, group, shared_task
-from celery.signals import (
-    setup_logging,
-    worker_init,
-    worker_process_init,
-    worker_shutdown,
-    worker_shutting_down,
-)
+from celery.signals import setup_logging, worker_process_init, worker_shutting_down
 
 from config.settings import get_settings
 from worker.credentials.store import CredentialStore, refresh_due_credentials
 from worker.errors import Interrupted, TransientError
 from worker.logs import configure_logging, redact, redact_data
 from worker.ops.alerts import review_quietly
-from worker.ops.presence import WorkerHeartbeat
 from worker.ops.status import run_dict
 from worker.source import resources
 from worker.sync.run import sync_resource as run_sync
@@ -65,26 +58,6 @@ def _on_shutdown(**_: Any) -> None:
         for child in active_children():
             if child.pid is not None:
                 os.kill(child.pid, _STOP_SIGNAL)
-
-
-_heartbeat: list[WorkerHeartbeat] = []
-
-
-@worker_init.connect
-def _publish_worker(sender: Any = None, **_: Any) -> None:
-    """The worker shows itself in the database while it runs (presence.py): `doctor` and
-    `sync --enqueue --wait` look for it there."""
-    settings = get_settings()
-    node = str(getattr(sender, "hostname", None) or "celery")
-    heartbeat = WorkerHeartbeat(settings, connect(settings.database_url), node)
-    heartbeat.start()
-    _heartbeat.append(heartbeat)
-
-
-@worker_shutdown.connect
-def _unpublish_worker(**_: Any) -> None:
-    while _heartbeat:
-        _heartbeat.pop().stop()
 
 
 def _redacted(error: BaseException) -> BaseException:

@@ -29,3 +29,15 @@ def purge_delivered_messages(broker_url: str, older_than: timedelta) -> int:
             return int(result.rowcount)
     finally:
         engine.dispose()
+
+
+def check_reachable(broker_url: str) -> None:
+    """Open and close one connection to the embedded broker's database (kombu's transport
+    connects only when a message moves, and caches its engine for the life of the process,
+    which a process about to fork must not do: worker/cli/services.py)."""
+    engine = create_engine(broker_url.removeprefix("sqla+"), pooled=False)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    finally:
+        engine.dispose()

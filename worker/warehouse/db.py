@@ -95,10 +95,21 @@ def connection_error(url: str, exc: sa.exc.DBAPIError | OSError) -> RoseSyncErro
     return ConfigError(f"DATABASE_URL: {where}: {cause}")
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for ``url``; for a SQLite file, its directory is created if missing."""
+def create_engine(url: str, pooled: bool = True) -> Engine:
+    """An engine for ``url``; for a SQLite file, its directory is created if missing.
+
+    ``pooled=False`` closes every connection after use: for a thread of a process that forks
+    (the Celery worker's heartbeat, before the embedded beat forks), since a SQLite connection
+    carried across fork() breaks the file's locking ("locking protocol").
+    """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
+        if not pooled:
+            return sa.create_engine(
+                parsed,
+                poolclass=sa.pool.NullPool,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            )
         return sa.create_engine(
             parsed,
             pool_pre_ping=True,
@@ -112,7 +123,11 @@ def create_engine(url: str) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise connection_error(url, exc) from None
-    engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = sa.create_engine(
+        parsed,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        **({} if pooled else {"poolclass": sa.pool.NullPool}),
+    )
     _tune_sqlite(engine)
     return engine
 
