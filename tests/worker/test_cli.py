@@ -426,4 +426,4 @@ def test_status_shows_the_running_beats_schedule(world: World, tmp_path: Path) -
         beat.send_signal(signal.SIGTERM)
         beat.wait(timeout=60)
     shown = rosesync(world, tmp_path, "status").stdout
-    assert "schedule: 0 2 * * * (UTC, this shell's SYNC_SCHEDULE); no beat running" in shown
+    assert "schedule: 0 2 * * * (UTC, this shell's SYNC_SCHEDULE; no beat running)" in shown
