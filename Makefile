@@ -1,18 +1,24 @@
 # The two commands of README.md: `make demo` and `make test`. Both create .venv on first use.
+# The demo installs what rosesync needs to run; the test tools come with `make test` (issue 17).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint soak bench clean
 
-$(INSTALLED): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(INSTALLED): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-demo: $(INSTALLED)
+demo: $(RUNTIME)
 	$(BIN)/rosesync demo
 
 lint: $(INSTALLED)

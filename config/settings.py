@@ -305,7 +305,7 @@ def _fernet_key(value: str) -> Secret:
         raw = b""
     if len(raw) != 32:
         raise ValueError(
-            "a Fernet key (44 url-safe base64 characters; README.md shows how to make one), "
+            "a Fernet key (44 url-safe base64 characters; README, Encryption key), "
             "optionally followed by older keys separated by commas"
         )
     return Secret(value)

@@ -97,9 +97,12 @@ def run_demo(
 
 
 EXAMPLE_QUERIES = (
-    "SELECT status, count(*) AS orders, round(sum(total_amount), 2) AS billed "
-    "FROM rr_orders WHERE deleted_at IS NULL GROUP BY status ORDER BY orders DESC;",
-    "SELECT o.full_id, c.name AS customer, o.origin_city, o.destination_city, o.total_amount "
+    # per currency: adding USD and CAD together means nothing (issue 17)
+    "SELECT status, currency, count(*) AS orders, round(sum(total_amount), 2) AS billed "
+    "FROM rr_orders WHERE deleted_at IS NULL GROUP BY status, currency "
+    "ORDER BY status, orders DESC;",
+    "SELECT o.full_id, c.name AS customer, o.origin_city, o.destination_city, o.currency, "
+    "o.total_amount "
     "FROM rr_orders o JOIN rr_customers c ON c.id = o.customer_id "
     "ORDER BY o.total_amount DESC LIMIT 5;",
     "SELECT full_id, json_extract(data, '$.commodities[0].description') AS first_commodity "

@@ -32,6 +32,7 @@ def test_demo_end_to_end(tmp_path: Path, profile: str, resources: int, paging: s
     for step in ("full sync:", "incremental sync:", "rosesync status:", "sqlite3 var/demo/"):
         assert step in out
     assert "failed" not in out
+    assert "GROUP BY status, currency" in out  # never USD and CAD added together (issue 17)
     # the last line says how to run rosesync from a shell, not a bare `rrsync` (issue 17)
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"rosesync is installed in {Path(sys.executable).parent}")

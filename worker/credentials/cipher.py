@@ -51,7 +51,7 @@ class TokenCipher:
             raise ConfigError(
                 f"{self.source} cannot decrypt the stored credential for org {org!r}: set "
                 "TOKEN_ENCRYPTION_KEY to the key it was stored with (a new key first, the old "
-                "one after a comma), or run `rosesync bootstrap` again"
+                "one after a comma), or run `rosesync bootstrap` again (README, Encryption key)"
             ) from None
 
 
@@ -67,7 +67,7 @@ def _checked_keys(text: str, source: str) -> list[str]:
     if not keys:
         raise ConfigError(
             f"{source}: expected Fernet keys (44 url-safe base64 characters each), "
-            "separated by commas"
+            "separated by commas (README, Encryption key)"
         )
     return keys
 
@@ -123,7 +123,7 @@ def load_cipher(settings: Settings, create: bool = False) -> TokenCipher:
         if not create:
             raise ConfigError(
                 f"no encryption key: set TOKEN_ENCRYPTION_KEY or run `rosesync bootstrap` "
-                f"(which creates the key file {path})"
+                f"(which creates the key file {path}; README, Encryption key)"
             )
         _create_key_file(path)
     return TokenCipher(_read_key_file(path), f"the key file {path} (TOKEN_ENCRYPTION_KEY unset)")

@@ -20,7 +20,12 @@ from typing import Any
 
 from billiard.process import active_children
 from celery import Task, group, shared_task
-from celery.signals import setup_logging, worker_process_init, worker_shutting_down
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_shutting_down,
+)
 
 from config.settings import get_settings
 from worker.credentials.store import CredentialStore, refresh_due_credentials
@@ -43,6 +48,15 @@ shutting_down = threading.Event()
 # the classic ones (SIGTERM, SIGUSR1, SIGUSR2...) in pool processes. Linux only; elsewhere a
 # warm shutdown waits for the sync to finish, as Celery always does.
 _STOP_SIGNAL: int | None = signal.SIGRTMIN + 1 if hasattr(signal, "SIGRTMIN") else None
+
+
+@worker_init.connect
+def _ignore_stop_signal_until_ready(**_: Any) -> None:
+    """Pool processes inherit "ignore" for the stop signal until they install their handler:
+    a real-time signal's default action is to terminate, so a warm shutdown right as the pool
+    started killed a half-started process ("Could not start worker processes")."""
+    if _STOP_SIGNAL is not None:
+        signal.signal(_STOP_SIGNAL, signal.SIG_IGN)
 
 
 @worker_process_init.connect

@@ -1,0 +1,33 @@
+"""pyproject.toml and the Makefile as `make demo` meets them (issue 17, finding 13)."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_license_is_an_spdx_expression() -> None:
+    """A table-form `license = { text = ... }` made setuptools print a deprecation warning three
+    times on every install; PEP 639's SPDX string, which setuptools accepts from 77 on, does
+    not."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["project"]["license"] == "LicenseRef-Proprietary"
+    assert "setuptools>=77" in data["build-system"]["requires"]
+    assert not any(c.startswith("License ::") for c in data["project"].get("classifiers", []))
+
+
+def test_make_demo_installs_only_what_rosesync_needs() -> None:
+    """`make demo` installed ruff and mypy; the test extras belong to `make test`."""
+    demo = subprocess.run(
+        ["make", "-n", "-B", "demo"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    installs = [line for line in demo.splitlines() if "pip install" in line and "-e" in line]
+    assert installs == [".venv/bin/python -m pip install --quiet -e ."]
+    assert demo.splitlines()[-1] == ".venv/bin/rosesync demo"
+    test = subprocess.run(
+        ["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in test
