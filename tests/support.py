@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import random
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,46 @@ def assert_matches_source(world: World, resource: str) -> None:
         assert row["updated_at"] == parse_timestamp(record["updated_at"])
     resurrected = [k for k, v in rows.items() if v["deleted_at"] is not None and k in source]
     assert not resurrected, f"{resource}: rows marked deleted that exist: {resurrected[:3]}"
+
+
+class Webhook:
+    """A loopback HTTP endpoint that records every JSON POST: where alerts are sent in tests
+    (apprise's ``json://`` target posts ``{"title", "message", "type", ...}``)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # the name http.server calls
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with hook._lock:
+                    hook.received.append(body)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The apprise URL that posts here."""
+        return f"json://127.0.0.1:{self._server.server_address[1]}/alerts"
+
+    def messages(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.received)
+
+    def __enter__(self) -> Webhook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -10,9 +10,19 @@ setting fails once, loudly, instead of turning into a retry storm.
 
 from __future__ import annotations
 
+from worker.logs import redact
+
 
 class RoseSyncError(Exception):
-    """Base class. The message is one line naming what to fix."""
+    """Base class. The message is one line naming what to fix.
+
+    The message is redacted as the error is made: text a server sent (an API error that quoted
+    the Authorization header, issue 13) is in it, and an exception's text travels to log
+    records, tracebacks and Celery's result backend before any exit could redact it.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class TransientError(RoseSyncError):

@@ -28,6 +28,8 @@ from worker.warehouse import credentials as credential_rows
 from worker.warehouse.runs import recent_runs
 
 log = logging.getLogger(__name__)
+# apprise's debug and info lines quote the notification URLs, which carry webhook tokens.
+logging.getLogger("apprise").setLevel(logging.WARNING)
 
 SEND_TIMEOUT_SECONDS = 10.0
 

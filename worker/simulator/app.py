@@ -143,6 +143,9 @@ def _fault_response(rule: FaultRule, request: Request) -> Response:
             # client honouring it never comes back early.
             headers = (("Retry-After", str(math.ceil(rule.retry_after))),)
         return api_error(rule.status, reason(rule.status), headers)
+    if rule.kind == "echo":
+        header = request.header("Authorization") or "(none)"
+        return api_error(400, f"Invalid request: header was {header}")
     if rule.kind == "unauthorized":
         # Exactly what an expired token gets; nothing is revoked.
         return unauthorized(request, "the access token expired")

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
+from worker.logs import redact
 from worker.warehouse.db import is_postgres, reader
 from worker.warehouse.schema import credentials
 
@@ -136,5 +137,5 @@ def record_error(conn: sa.Connection, org: str, error: str, state: str) -> None:
     conn.execute(
         credentials.update()
         .where(credentials.c.org == org)
-        .values(state=state, last_error=error, updated_at=utcnow())
+        .values(state=state, last_error=redact(error), updated_at=utcnow())
     )

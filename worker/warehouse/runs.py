@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
+from worker.logs import redact
 from worker.warehouse.db import is_postgres, reader
 from worker.warehouse.schema import resource_tables, runs, state
 
@@ -49,6 +50,15 @@ class RunRow:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+ERROR_LIMIT = 2000
+
+
+def stored_error(error: str | None) -> str | None:
+    """What ``rrsync_runs.error`` may hold: redacted (issue 13, item 1: an API error that
+    quoted the bearer token was stored in clear), and bounded."""
+    return None if error is None else redact(error)[:ERROR_LIMIT]
 
 
 def _run_row(row: Any) -> RunRow:
@@ -149,7 +159,7 @@ def start_run(
                 finished_at=None if status == "running" else now,
                 heartbeat_at=now,
                 cursor_before=cursor,
-                error=error,
+                error=stored_error(error),
                 trigger=trigger,
                 task_id=task_id,
                 host=socket.gethostname(),
@@ -200,7 +210,7 @@ def finish_run(
             status=status,
             finished_at=utcnow(),
             cursor_after=cursor,
-            error=error,
+            error=stored_error(error),
             **counters,
         )
         return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
