@@ -63,6 +63,14 @@ class Context:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.failed: set[str] = set()  # checks that failed so far
+
+    def require(self, *checks: str) -> None:
+        """Skip the calling check when one it builds on failed: one broken dependency is named
+        once, by its own check, and not again by everything downstream of it."""
+        for name in checks:
+            if name in self.failed:
+                raise Skipped(f"the {name} check failed")
 
     @cached_property
     def engine(self) -> Engine | Skipped:
@@ -92,14 +100,17 @@ def check(function: Check) -> Check:
 def _safely(function: Check, context: Context) -> Finding:
     name = function.__name__.removeprefix("check_")
     try:
-        return function(context)
+        finding = function(context)
     except Skipped as exc:
-        return Finding(name, "skip", f"skipped: {exc}")
+        finding = Finding(name, "skip", f"skipped: {exc}")
     except RoseSyncError as exc:
-        return Finding(name, "fail", str(exc), exc)
+        finding = Finding(name, "fail", str(exc), exc)
     except Exception as exc:  # a check must never take the others down with it
         log.exception("doctor: the %s check failed unexpectedly", name)
-        return Finding(name, "fail", f"unexpected {exc.__class__.__name__}: {exc}")
+        finding = Finding(name, "fail", f"unexpected {exc.__class__.__name__}: {exc}")
+    if finding.status == "fail":
+        context.failed.add(finding.name)
+    return finding
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +191,7 @@ def check_broker(context: Context) -> Finding:
 
 @check
 def check_worker(context: Context) -> Finding:
+    context.require("broker")
     engine = context.need_engine()
     found = workers(context.settings, engine)
     beat = running_beat(engine)
@@ -240,6 +252,7 @@ def check_credential(context: Context) -> Finding:
 @check
 def check_api(context: Context) -> Finding:
     """The data API answers with the stored token (refreshing it if due, as a sync would)."""
+    context.require("credential", "authorization_server")
     settings = context.settings
     engine = context.need_engine()
     if credential_rows.read(engine, settings.credential_name) is None:
