@@ -114,13 +114,14 @@ def _loopback_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily
 
 
 def _failed_page(error: str) -> bytes:
-    return _page("Sign-in failed", f"{redact(error)} You can close this tab.")
+    return _page("Sign-in failed", redact(error), "You can close this tab.")
 
 
-def _page(title: str, text: str) -> bytes:
+def _page(title: str, *paragraphs: str) -> bytes:
+    body = "".join(f"<p>{html.escape(text)}</p>" for text in paragraphs)
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>rosesync</title></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     ).encode()
 
 
@@ -206,9 +207,7 @@ class LoopbackListener:
             return 200, _failed_page(STOPPED)
         if self._failure is not None:
             return 200, _failed_page(self._failure)
-        return 200, _page(
-            "Done", "rosesync stored the credential. You can close this tab."
-        )
+        return 200, _page("Done", "rosesync stored the credential.", "You can close this tab.")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         listener = self

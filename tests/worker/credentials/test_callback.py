@@ -119,7 +119,7 @@ def test_paste_error_response(redirect_uri: str) -> None:
 def test_listener_accepts_the_valid_callback(listener: LoopbackListener, redirect_uri: str) -> None:
     code, status, page = sign_in(listener, f"{redirect_uri}?code={CODE}&state={STATE}")
     assert (code, status) == (CODE, 200)
-    assert "rosesync stored the credential. You can close this tab." in page
+    assert "<p>rosesync stored the credential.</p><p>You can close this tab.</p>" in page
 
 
 def test_the_page_tells_a_failed_exchange(listener: LoopbackListener, redirect_uri: str) -> None:
