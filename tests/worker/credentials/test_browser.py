@@ -9,6 +9,7 @@ under CI=true (.ci/run installs it).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -68,12 +70,18 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options.binary_location = CHROMIUM
     for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
+    # Selenium logs every WebDriver exchange at DEBUG, page URLs (codes in them) included: the
+    # test process's own secret check would rightly object.
+    quiet = logging.getLogger("selenium")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     try:
         yield driver
     finally:
         driver.quit()
+        quiet.setLevel(level)
 
 
 class Bootstrap:
@@ -130,13 +138,27 @@ def start(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple[Boots
 
 
 def _consent(browser: Any, url: str, decision: str) -> str:
+    """Open the authorization URL, press the decision's button on the consent page, and read
+    the page the browser lands on (rosesync's callback page, once it has answered)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
     assert "Approve" in browser.find_element(By.TAG_NAME, "body").text
     browser.find_element(By.CSS_SELECTOR, f"button[value='{decision}']").click()
-    text: str = browser.find_element(By.TAG_NAME, "body").text
-    return text
+
+    def landed(driver: Any) -> str | None:
+        if urlsplit(driver.current_url).path != "/callback":
+            return None
+        text: str = driver.find_element(By.TAG_NAME, "body").text
+        return text or None
+
+    waiting = WebDriverWait(
+        browser, 60, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    )
+    page: str = waiting.until(landed)
+    return page
 
 
 def test_approve(browser: Any, start: Callable[..., tuple[Bootstrap, Any]]) -> None:
