@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from config.settings import Settings, get_settings, load_settings
+from tests.support import Webhook
 from worker.logs import registered_secrets
 
 PG_ADMIN_URL = os.environ.get("ROSESYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -99,6 +100,13 @@ def redis_url() -> Iterator[str]:
 def amqp_url() -> str:
     require_service("RabbitMQ", AMQP_HOST, AMQP_PORT)
     return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}//"
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """A loopback endpoint recording the alerts apprise posts to it (``webhook.url``)."""
+    with Webhook() as running:
+        yield running
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from config.settings import ENVIRONMENT_VARIABLES
+from config.settings import DEPLOYMENT_VARIABLES, ENVIRONMENT_VARIABLES
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ def test_dockerfile_installs_the_package() -> None:
 def test_env_example_names_real_settings() -> None:
     names = re.findall(r"^#?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
     assert names
-    unknown = set(names) - set(ENVIRONMENT_VARIABLES) - {"FLOWER_BASIC_AUTH"}
+    unknown = set(names) - set(ENVIRONMENT_VARIABLES) - DEPLOYMENT_VARIABLES
     assert not unknown
 
 

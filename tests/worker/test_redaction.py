@@ -26,14 +26,8 @@ from worker.warehouse.runs import recent_runs
 
 
 @pytest.fixture
-def hook() -> Iterator[Webhook]:
-    with Webhook() as running:
-        yield running
-
-
-@pytest.fixture
-def world(sqlite_url: str, tmp_path: Path, hook: Webhook) -> Iterator[World]:
-    env = {"ALERT_URLS": hook.url, "ALERT_AFTER_FAILURES": "1", "SYNC_MAX_RETRIES": "0"}
+def world(sqlite_url: str, tmp_path: Path, webhook: Webhook) -> Iterator[World]:
+    env = {"ALERT_URLS": webhook.url, "ALERT_AFTER_FAILURES": "1", "SYNC_MAX_RETRIES": "0"}
     with make_world(sqlite_url, tmp_path, SimulatorConfig(records=20), **env) as made:
         made.sim.set_faults(FaultRule(kind="echo", status=400))
         yield made
@@ -65,7 +59,7 @@ def test_the_echo_fault_really_echoes(world: World) -> None:
 
 def test_no_exit_carries_the_token(
     world: World,
-    hook: Webhook,
+    webhook: Webhook,
     tmp_path: Path,
     use_environment: Callable[..., Any],
     caplog: pytest.LogCaptureFixture,
@@ -99,7 +93,7 @@ def test_no_exit_carries_the_token(
         assert "Bearer [REDACTED]" in str(raised.value)
         assert leaks(world, str(raised.value)) == []
         assert leaks(world, str(result.traceback)) == []
-    alerts = hook.messages()
+    alerts = webhook.messages()
     assert alerts, "the failed task sent no alert"
     assert "Bearer [REDACTED]" in alerts[-1]["message"]
     assert leaks(world, repr(alerts)) == []

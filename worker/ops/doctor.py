@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from config.settings import ENVIRONMENT_VARIABLES, Settings, describe_settings
 from worker.credentials import oauth
 from worker.credentials.cipher import load_cipher
-from worker.credentials.store import CredentialStore
-from worker.errors import RoseSyncError
+from worker.credentials.store import CredentialStore, key_problem
+from worker.errors import ConfigError, RoseSyncError
 from worker.logs import redact, safe_url
 from worker.ops.dispatch import check_broker as broker_reachable
 from worker.ops.presence import running_beat, workers
@@ -236,9 +236,9 @@ def check_credential(context: Context) -> Finding:
             f"no credential stored for org {settings.credential_name!r}: run `rosesync "
             "bootstrap` first",
         )
-    cipher = load_cipher(settings)
-    cipher.decrypt(row.access_token, row.org)
-    cipher.decrypt(row.refresh_token, row.org)
+    problem = key_problem(settings, row)
+    if problem is not None:
+        raise ConfigError(problem)
     if row.state != credential_rows.OK:
         return Finding(
             "credential",
@@ -246,7 +246,8 @@ def check_credential(context: Context) -> Finding:
             f"the credential for org {row.org!r} is {row.state}: run `rosesync bootstrap` "
             f"({row.last_error or 'reason unknown'})",
         )
-    return Finding("credential", "ok", f"org {row.org!r}: decrypts with {cipher.source}")
+    source = load_cipher(settings).source
+    return Finding("credential", "ok", f"org {row.org!r}: decrypts with {source}")
 
 
 @check

@@ -20,14 +20,8 @@ from worker.sync.run import sync_resource
 
 
 @pytest.fixture
-def hook() -> Iterator[Webhook]:
-    with Webhook() as running:
-        yield running
-
-
-@pytest.fixture
-def world(database_url: str, tmp_path: Path, hook: Webhook) -> Iterator[World]:
-    env = {"ALERT_URLS": hook.url, "ALERT_AFTER_FAILURES": "2", "HTTP_MAX_ATTEMPTS": "1"}
+def world(database_url: str, tmp_path: Path, webhook: Webhook) -> Iterator[World]:
+    env = {"ALERT_URLS": webhook.url, "ALERT_AFTER_FAILURES": "2", "HTTP_MAX_ATTEMPTS": "1"}
     with make_world(database_url, tmp_path, SimulatorConfig(records=20), **env) as made:
         yield made
 
@@ -36,11 +30,11 @@ def run(world: World, resource: str = "partners") -> str:
     return sync_resource(world.settings, world.engine, world.store, REGISTRY[resource]).run.status
 
 
-def test_repeated_failures_alert_once_and_recovery_once(world: World, hook: Webhook) -> None:
+def test_repeated_failures_alert_once_and_recovery_once(world: World, webhook: Webhook) -> None:
     world.sim.set_faults(FaultRule(kind="status", status=500))
     assert run(world) == "failed"
     assert review_sync(world.settings, world.engine, "partners", "default") is None
-    assert hook.messages() == []  # a single failure alerts nobody
+    assert webhook.messages() == []  # a single failure alerts nobody
 
     assert run(world) == "failed"
     # two workers review the same change at once: one notification between them
@@ -54,33 +48,33 @@ def test_repeated_failures_alert_once_and_recovery_once(world: World, hook: Webh
         thread.start()
     for thread in threads:
         thread.join()
-    (alert,) = hook.messages()
+    (alert,) = webhook.messages()
     assert alert["title"] == "rosesync: partners has failed 2 times in a row"
     assert "HTTP 500" in alert["message"] and alert["type"] == "failure"
 
     assert run(world) == "failed"
     assert review_sync(world.settings, world.engine, "partners", "default") is None
-    assert len(hook.messages()) == 1  # still failing: no second alert
+    assert len(webhook.messages()) == 1  # still failing: no second alert
 
     world.sim.set_faults()
     assert run(world) == "succeeded"
     review_sync(world.settings, world.engine, "partners", "default")
     review_sync(world.settings, world.engine, "partners", "default")
-    recovered = hook.messages()[1:]
+    recovered = webhook.messages()[1:]
     assert [m["title"] for m in recovered] == ["rosesync: partners syncs again"]
     assert recovered[0]["type"] == "success"
 
 
-def test_a_single_failure_then_success_alerts_nobody(world: World, hook: Webhook) -> None:
+def test_a_single_failure_then_success_alerts_nobody(world: World, webhook: Webhook) -> None:
     world.sim.set_faults(FaultRule(kind="status", status=500, count=1))
     assert run(world) == "failed"
     review_sync(world.settings, world.engine, "partners", "default")
     assert run(world) == "succeeded"
     review_sync(world.settings, world.engine, "partners", "default")
-    assert hook.messages() == []
+    assert webhook.messages() == []
 
 
-def test_reauth_required_alerts_once_and_recovery_once(world: World, hook: Webhook) -> None:
+def test_reauth_required_alerts_once_and_recovery_once(world: World, webhook: Webhook) -> None:
     world.sim.revoke_all()
     (outcome,) = refresh_due_credentials(world.settings, world.engine, force=True)
     assert outcome.action == "failed"
@@ -88,13 +82,13 @@ def test_reauth_required_alerts_once_and_recovery_once(world: World, hook: Webho
         "rosesync: the credential for org default needs re-authorization"
     ]
     assert review_credentials(world.settings, world.engine) == []
-    (alert,) = hook.messages()
+    (alert,) = webhook.messages()
     assert "run `rosesync bootstrap`" in alert["message"]
 
     bootstrap(world.settings, world.engine, announce=visit_soon, timeout=60)
     review_credentials(world.settings, world.engine)
     review_credentials(world.settings, world.engine)
-    titles = [m["title"] for m in hook.messages()]
+    titles = [m["title"] for m in webhook.messages()]
     assert titles[1:] == ["rosesync: the credential for org default works again"]
 
 
