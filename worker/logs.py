@@ -52,9 +52,10 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], _Replacement], ...]] = (
     (re.compile(r"\bv1\.[A-Za-z0-9_-]{20,}"), REDACTED),
     # key=value in query strings and form bodies.
     (re.compile(rf"(?i)\b({_KEYS})=(?!\[REDACTED\])[^&\s\"',;)}}\]]+"), rf"\1={REDACTED}"),
-    # key: value in free text.
+    # key: value in free text. Lower case only, as protocols write these names: our own
+    # messages name a variable in capitals ("TOKEN_ENCRYPTION_KEY: expected a Fernet key").
     (
-        re.compile(rf"(?i)\b({_STRICT_KEYS})(\s*:\s*)(?!\[REDACTED\])[^\s,;'\"}}\]]+"),
+        re.compile(rf"\b({_STRICT_KEYS})(\s*:\s*)(?!\[REDACTED\])[^\s,;'\"}}\]]+"),
         rf"\1\2{REDACTED}",
     ),
     # "key": "value" in JSON and 'key': 'value' in Python reprs.

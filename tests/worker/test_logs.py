@@ -85,3 +85,6 @@ def test_ordinary_words_after_re_authorization_survive() -> None:
     text = "the credential for org 'default' needs re-authorization: run `rosesync bootstrap` again"
     assert redact(text) == text
     assert redact("Authorization: s3cr3tvalue") == "Authorization: [REDACTED]"
+    # our own messages name variables in capitals; the word after them is not a secret
+    variable = "TOKEN_ENCRYPTION_KEY: expected a Fernet key, got (hidden)"
+    assert redact(variable) == variable
