@@ -197,7 +197,8 @@ def sync_command(
     out(json.dumps(_run_dicts(results), indent=2) if as_json else runs_table(results))
     failed = [r for r in results if not r.ok]
     if received.signal == signal.SIGINT:
-        fail(f"interrupted: {len(results)} of {len(chosen)} resources ran", EXIT_INTERRUPTED)
+        why = failed[0].run.error if failed else f"{len(results)} of {len(chosen)} resources ran"
+        fail(f"interrupted: {why}", EXIT_INTERRUPTED)
     if failed or len(results) < len(chosen):
         first = failed[0].run.error if failed else "stopped early"
         error = failed[0].error if failed else None
