@@ -31,3 +31,17 @@ def test_make_demo_installs_only_what_rosesync_needs() -> None:
         ["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in test
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """CI runs `.ci/run` on a clean clone: it must be valid bash and end by running `make test`
+    (a broken line there once turned every CI run red before a single test ran)."""
+    script = ROOT / ".ci" / "run"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    commands = [
+        line.strip()
+        for line in script.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands[-1] == "make test"
+    assert "make test" in (ROOT / "README.md").read_text()
