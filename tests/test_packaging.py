@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -19,17 +20,27 @@ def test_the_license_is_an_spdx_expression() -> None:
     assert not any(c.startswith("License ::") for c in data["project"].get("classifiers", []))
 
 
+def _dry_run(target: str) -> str:
+    """What `make TARGET` would run. Under `make test` itself (CI) the parent's MAKEFLAGS and
+    MAKELEVEL would make this nested make print "Entering directory" lines: drop them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", "-B", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def test_make_demo_installs_only_what_rosesync_needs() -> None:
     """`make demo` installed ruff and mypy; the test extras belong to `make test`."""
-    demo = subprocess.run(
-        ["make", "-n", "-B", "demo"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+    demo = _dry_run("demo")
     installs = [line for line in demo.splitlines() if "pip install" in line and "-e" in line]
     assert installs == [".venv/bin/python -m pip install --quiet -e ."]
     assert demo.splitlines()[-1] == ".venv/bin/rosesync demo"
-    test = subprocess.run(
-        ["make", "-n", "-B", "test"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+    test = _dry_run("test")
     assert ".venv/bin/python -m pip install --quiet -e '.[test]'" in test
 
 
