@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import msgspec
 import requests
@@ -23,6 +24,8 @@ from worker.errors import ApiError, NotFound, Unauthorized
 from worker.source import http
 from worker.source.records import Decoder, Page, Record
 from worker.source.resources import Resource
+
+T = TypeVar("T")
 
 
 class TokenSource(Protocol):
@@ -130,7 +133,8 @@ class RoseRocketClient:
             if value is not None:
                 params[name] = format_timestamp(value)
         what = f"{resource.name}: GET {self.base_url}{resource.endpoint}"
-        return self._decoder(resource).page(self._get(resource.endpoint, params, what), what)
+        decoder = self._decoder(resource)
+        return self._get(resource.endpoint, params, what, lambda body: decoder.page(body, what))
 
     def get_record(self, resource: Resource, record_id: str) -> Record | None:
         """One record by id, or None when the API says it does not exist (404). Whether a 404
@@ -138,11 +142,11 @@ class RoseRocketClient:
         answer for a live id (an API without the route answers 404 for every id)."""
         path = f"{resource.endpoint}/{record_id}"
         what = f"{resource.name}: GET {self.base_url}{path}"
+        decoder = self._decoder(resource)
         try:
-            body = self._get(path, {}, what)
+            return self._get(path, {}, what, lambda body: decoder.item(body, what))
         except NotFound:
             return None
-        return self._decoder(resource).item(body, what)
 
     def _decoder(self, resource: Resource) -> Decoder:
         decoder = self._decoders.get(resource.name)
@@ -150,11 +154,21 @@ class RoseRocketClient:
             decoder = self._decoders[resource.name] = Decoder(resource)
         return decoder
 
-    def _get(self, path: str, params: dict[str, str | int], what: str) -> bytes:
+    def _get(
+        self,
+        path: str,
+        params: dict[str, str | int],
+        what: str,
+        decode: Callable[[bytes], T],
+    ) -> T:
+        """Every GET goes through here. The body is decoded inside the retry: a truncated or
+        malformed 200 (a proxy's error page, a connection cut mid-body) raises
+        :class:`~worker.errors.MalformedResponse`, a transient error, and is fetched again
+        like a 502 would be (issue 13, item 4)."""
         url = self.base_url + path
         for attempt in self._retrying:
             with attempt:
-                return self._attempt(url, params, what)
+                return decode(self._attempt(url, params, what))
         raise AssertionError("tenacity reraises the last error")  # pragma: no cover
 
     def _attempt(self, url: str, params: dict[str, str | int], what: str) -> bytes:

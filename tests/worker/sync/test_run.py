@@ -21,6 +21,7 @@ from tests.support import World, assert_matches_source, make_world, warehouse_ro
 from worker.clock import format_timestamp, parse_timestamp
 from worker.errors import MalformedResponse
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
+from worker.source.api import RoseRocketClient
 from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
 from worker.sync.run import SyncResult, sync_resource
@@ -138,6 +139,8 @@ def test_faults_do_not_change_the_result(
         FaultRule(kind="status", status=429, rate=0.04, retry_after=0.2),
         FaultRule(kind="unauthorized", every=13),  # by count: some seeds drew no 401 at 4%
         FaultRule(kind="drop", rate=0.03),
+        FaultRule(kind="truncate", rate=0.02),  # a 200 whose JSON is cut short (issue 13)
+        FaultRule(kind="malformed", rate=0.02),  # a 200 with a proxy's HTML page
         FaultRule(kind="latency", latency=0.005),
     )
     config = SimulatorConfig(records=400, seed=soak_seed, profile=api_profile)
@@ -154,10 +157,27 @@ def test_faults_do_not_change_the_result(
         for name in ("orders", "bills"):
             assert_matches_source(world, name)
         fired = world.sim.counters()["faults_fired"]
-        assert sum(fired.values()) > 0
+        assert fired.get("truncate", 0) + fired.get("malformed", 0) > 0
         runs = recent_runs(world.engine)
         assert sum(r.retries for r in runs) > 0
         assert sum(r.unauthorized for r in runs) > 0
+
+
+@pytest.mark.parametrize("kind", ["truncate", "malformed"])
+def test_a_bad_200_body_is_fetched_again(world: World, kind: str) -> None:
+    """Issue 13, item 4: a page cut short or replaced by a proxy's HTML is retried like a 502,
+    both when listing and when fetching one record by id."""
+    world.sim.set_faults(FaultRule(kind=kind, every=3, count=2))
+    result = sync(world, "orders")
+    assert result.ok, result.run.error
+    assert result.run.retries == 2
+    assert_matches_source(world, "orders")
+    record = world.dump("orders")[0]
+    world.sim.set_faults(FaultRule(kind=kind, count=1))
+    client = RoseRocketClient(world.settings, world.store)
+    found = client.get_record(REGISTRY["orders"], record["id"])
+    assert found is not None and found.id == record["id"]
+    assert client.stats.retries == 1
 
 
 def test_a_malformed_page_fails_the_run_and_keeps_what_was_committed(world: World) -> None:
