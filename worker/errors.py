@@ -104,6 +104,15 @@ class Unreachable(TransientError):
     not worth five attempts; timeouts still are), but a Celery task may retry it later."""
 
 
+class RefreshBlocked(TransientError):
+    """A refresh cycle failed transiently (the token endpoint is down or rate limiting), and
+    every process now waits out a shared back-off before asking it again (issue 13, item 3).
+
+    Transient for Celery (a later run may succeed) but never retried within a run: the HTTP
+    retry policy leaves it alone, so refresh retries cannot nest inside request retries.
+    """
+
+
 class WarehouseUnavailable(TransientError):
     """The database behind DATABASE_URL refused or dropped the connection mid-run."""
 

@@ -34,6 +34,7 @@ from worker.errors import (
     ConfigError,
     OAuthError,
     ReauthRequired,
+    RefreshBlocked,
     RoseSyncError,
     TransientError,
 )
@@ -51,6 +52,14 @@ CLOCK_SKEW_SECONDS: Final = 30.0
 # Auth0's refresh-token inactivity lifetime is typically a day or more: refreshing at least this
 # often keeps the grant alive through weeks without a sync.
 MAX_IDLE: Final = timedelta(hours=24)
+
+# Issue 13, item 3: with the token endpoint down, retries nested in retries across resources
+# made 75 token requests in one run. Now a refresh cycle makes at most REFRESH_ATTEMPTS requests;
+# when it fails, the credential row holds every process's token requests back for
+# BLOCK_FIRST, doubling with each failed cycle in a row up to BLOCK_MAX.
+REFRESH_ATTEMPTS: Final = 3
+BLOCK_FIRST: Final = timedelta(seconds=60)
+BLOCK_MAX: Final = timedelta(hours=1)
 
 # The credential name without ROSEROCKET_ORG_ID (Settings.credential_name): no org_id is sent.
 NO_ORG: Final = "default"
@@ -121,6 +130,7 @@ class CredentialStatus:
     refreshed_at: datetime | None
     scope: str
     last_error: str | None
+    refresh_blocked_until: datetime | None = None  # the shared back-off, while it lasts
 
     @classmethod
     def of(cls, row: CredentialRow, now: datetime, margin: float) -> CredentialStatus:
@@ -140,6 +150,11 @@ class CredentialStatus:
             refreshed_at=row.refreshed_at,
             scope=row.scope,
             last_error=row.last_error,
+            refresh_blocked_until=(
+                row.refresh_blocked_until
+                if row.refresh_blocked_until and row.refresh_blocked_until > now
+                else None
+            ),
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -152,6 +167,9 @@ class CredentialStatus:
             "refreshed_at": self.refreshed_at.isoformat() if self.refreshed_at else None,
             "scope": self.scope,
             "last_error": self.last_error,
+            "refresh_blocked_until": (
+                self.refresh_blocked_until.isoformat() if self.refresh_blocked_until else None
+            ),
         }
 
 
@@ -210,7 +228,8 @@ class CredentialStore:
             row = self._usable(rows.read(self.engine, self.org))
             if not self._near_expiry(row.expires_at, row.issued_at):
                 return self._adopt(row).value
-            return self._refresh(lambda r: self._near_expiry(r.expires_at, r.issued_at)).value
+            wanted = lambda r: self._near_expiry(r.expires_at, r.issued_at)  # noqa: E731
+            return self._refresh(wanted, keep_valid=True).value
 
     def refresh_after_401(self, rejected: str) -> str:
         """The API refused ``rejected`` (seed step 7): refresh, unless that token was already
@@ -294,7 +313,7 @@ class CredentialStore:
         self._token = _Token(value, row.expires_at, row.issued_at)
         return self._token
 
-    def _refresh(self, wanted: Callable[[CredentialRow], bool]) -> _Token:
+    def _refresh(self, wanted: Callable[[CredentialRow], bool], keep_valid: bool = False) -> _Token:
         """Single-flight refresh; the caller holds ``self._lock``.
 
         Retries (network errors, 5xx, 429 with Retry-After; bounded by HTTP_MAX_ATTEMPTS) wrap
@@ -307,21 +326,69 @@ class CredentialStore:
         presents the old refresh token again. We retry anyway: without the answer the old token
         is all we have, so not retrying loses the grant just the same one refresh later; with
         Auth0's reuse interval (leeway) configured, the retry is exactly what recovers it.
+
+        A cycle makes at most :data:`REFRESH_ATTEMPTS` tries. When they all fail transiently,
+        the row records a back-off that every process honours (:meth:`_block`), and the caller
+        gets :class:`RefreshBlocked`, which no request retry repeats (issue 13, item 3).
+        ``keep_valid``: while refreshes are held back, a token near expiry but still valid is
+        used rather than refused.
         """
         policy = retrying(
             self.settings,
             on_retry=lambda exc, wait: log.warning(
                 "token refresh for org %s failed (%s); retrying in %.1f s", self.org, exc, wait
             ),
+            attempts=REFRESH_ATTEMPTS,
         )
-        return policy(self._attempt, wanted)
+        started = utcnow()
+        try:
+            return policy(self._attempt, wanted, keep_valid)
+        except RefreshBlocked:
+            raise
+        except TransientError as exc:
+            raise self._block(exc, started) from None
 
-    def _attempt(self, wanted: Callable[[CredentialRow], bool]) -> _Token:
+    def _block(self, failure: TransientError, started: datetime) -> RefreshBlocked:
+        """After a failed cycle: hold every process's token requests back (the row's
+        ``refresh_blocked_until``), doubling the wait with each failed cycle in a row."""
+        with self.engine.begin() as conn:
+            row = self._usable(rows.lock(conn, self.org))
+            if row.issued_at >= started:  # another process's refresh succeeded meanwhile
+                return RefreshBlocked(str(failure))
+            failures = row.refresh_failures + 1
+            until = utcnow() + min(BLOCK_MAX, BLOCK_FIRST * 2 ** min(failures - 1, 16))
+            rows.block_refresh(conn, self.org, str(failure), until)
+        log.error(
+            "token refresh for org %s failed %d time(s) in a row (%s); no process asks the "
+            "token endpoint again before %s",
+            self.org,
+            failures,
+            failure,
+            until.isoformat(timespec="seconds"),
+        )
+        return self._blocked(str(failure), until)
+
+    def _blocked(self, reason: str | None, until: datetime) -> RefreshBlocked:
+        seconds = max(0.0, (until - utcnow()).total_seconds())
+        return RefreshBlocked(
+            f"the token refresh for org {self.org!r} failed ({reason or 'reason unknown'}); "
+            f"no rosesync process asks for a token before {until.isoformat(timespec='seconds')} "
+            f"(in {seconds:.0f} s); check the authorization server at ROSEROCKET_AUTH_URL if "
+            "this persists"
+        )
+
+    def _attempt(self, wanted: Callable[[CredentialRow], bool], keep_valid: bool) -> _Token:
         failure: RoseSyncError | None = None
         with self.engine.begin() as conn:
             row = self._usable(rows.lock(conn, self.org))
             if not wanted(row):  # another thread or process refreshed while we waited
                 return self._adopt(row)
+            now = utcnow()
+            blocked = row.refresh_blocked_until
+            if blocked is not None and now < blocked:  # the shared back-off: no request
+                if keep_valid and row.expires_at > now:
+                    return self._adopt(row)
+                raise self._blocked(row.last_error, blocked)
             cipher = self._cipher_()
             refresh_token = cipher.decrypt(row.refresh_token, self.org)
             register_secret(refresh_token)

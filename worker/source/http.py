@@ -32,7 +32,7 @@ from urllib3.exceptions import NameResolutionError
 
 from config.settings import Settings
 from worker import __version__
-from worker.errors import RateLimited, ServerError, TransientError, Unreachable
+from worker.errors import RateLimited, RefreshBlocked, ServerError, TransientError, Unreachable
 
 USER_AGENT = f"rosesync/{__version__}"
 POOL_SIZE = 16
@@ -156,12 +156,17 @@ def timeouts(read_seconds: float) -> tuple[float, float]:
 
 
 def retrying(
-    settings: Settings, on_retry: Callable[[BaseException, float], None] | None = None
+    settings: Settings,
+    on_retry: Callable[[BaseException, float], None] | None = None,
+    attempts: int | None = None,
 ) -> Retrying:
     """A tenacity policy: transient errors only, at most HTTP_MAX_ATTEMPTS tries, Retry-After
     honoured up to RETRY_AFTER_CAP_SECONDS, else exponential backoff from HTTP_BACKOFF_SECONDS
-    with as much jitter."""
+    with as much jitter (``attempts``: fewer tries than HTTP_MAX_ATTEMPTS). Never
+    :class:`RefreshBlocked`: a failed refresh cycle already made its own retries, and repeating
+    it per request attempt is the storm of issue 13, item 3."""
     start = settings.http_backoff_seconds
+    tries = settings.http_max_attempts
     backoff = wait_exponential_jitter(multiplier=start, max=30.0, jitter=start)
 
     def wait(state: RetryCallState) -> float:
@@ -177,8 +182,9 @@ def retrying(
 
     return Retrying(
         # Unreachable: a refused connection is refused again a second later (issue 17).
-        retry=retry_if_exception_type(TransientError) & retry_if_not_exception_type(Unreachable),
-        stop=stop_after_attempt(settings.http_max_attempts),
+        retry=retry_if_exception_type(TransientError)
+        & retry_if_not_exception_type(Unreachable | RefreshBlocked),
+        stop=stop_after_attempt(min(attempts or tries, tries)),
         wait=wait,
         before_sleep=before_sleep,
         reraise=True,

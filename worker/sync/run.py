@@ -39,6 +39,7 @@ from worker.errors import (
     Interrupted,
     OrderViolated,
     ReauthRequired,
+    RefreshBlocked,
     RoseSyncError,
     Unreachable,
     WarehouseUnavailable,
@@ -523,7 +524,8 @@ def sync_resources(
     stop: threading.Event | None = None,
 ) -> list[SyncResult]:
     """Sync each resource in turn. A problem no retry can fix (the grant is revoked, a setting
-    is wrong) stops the remaining ones at once rather than failing each the same way."""
+    is wrong) stops the remaining ones at once rather than failing each the same way; so does a
+    failed token refresh cycle, whose back-off would only fail them too (issue 13, item 3)."""
     results: list[SyncResult] = []
     for resource in resources:
         result = sync_resource(
@@ -537,7 +539,9 @@ def sync_resources(
             stop=stop,
         )
         results.append(result)
-        # Unreachable too: the next resource would find the same refused port (issue 17)
-        if isinstance(result.error, ReauthRequired | ConfigError | Interrupted | Unreachable):
+        # Unreachable too: the next resource would find the same refused port (issue 17); and a
+        # failed token refresh cycle, whose back-off would only fail them too (issue 13)
+        fatal = ReauthRequired | ConfigError | Interrupted | Unreachable | RefreshBlocked
+        if isinstance(result.error, fatal):
             break
     return results

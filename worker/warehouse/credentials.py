@@ -38,6 +38,8 @@ class CredentialRow:
     refreshed_at: datetime | None
     state: str
     last_error: str | None
+    refresh_failures: int = 0  # failed refresh cycles in a row
+    refresh_blocked_until: datetime | None = None  # no token request before this
 
     @property
     def issued_at(self) -> datetime:
@@ -56,6 +58,8 @@ def _row(row: sa.Row[tuple[object, ...]]) -> CredentialRow:
         refreshed_at=row.refreshed_at,
         state=row.state,
         last_error=row.last_error,
+        refresh_failures=row.refresh_failures,
+        refresh_blocked_until=row.refresh_blocked_until,
     )
 
 
@@ -93,6 +97,8 @@ def replace(engine: Engine, row: CredentialRow) -> None:
         "refreshed_at": row.refreshed_at,
         "state": row.state,
         "last_error": row.last_error,
+        "refresh_failures": 0,  # a new grant starts with a clean slate (issue 13, item 3)
+        "refresh_blocked_until": None,
         "updated_at": utcnow(),
     }
     with engine.begin() as conn:
@@ -127,6 +133,8 @@ def save_refresh(
             refreshed_at=refreshed_at,
             state=OK,
             last_error=None,
+            refresh_failures=0,
+            refresh_blocked_until=None,
             updated_at=utcnow(),
         )
     )
@@ -138,4 +146,19 @@ def record_error(conn: sa.Connection, org: str, error: str, state: str) -> None:
         credentials.update()
         .where(credentials.c.org == org)
         .values(state=state, last_error=redact(error), updated_at=utcnow())
+    )
+
+
+def block_refresh(conn: sa.Connection, org: str, error: str, until: datetime) -> None:
+    """A refresh cycle failed: count it, and hold every process's token requests until
+    ``until`` (inside the transaction that holds :func:`lock`)."""
+    conn.execute(
+        credentials.update()
+        .where(credentials.c.org == org)
+        .values(
+            refresh_failures=credentials.c.refresh_failures + 1,
+            refresh_blocked_until=until,
+            last_error=error,
+            updated_at=utcnow(),
+        )
     )

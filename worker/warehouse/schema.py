@@ -62,6 +62,18 @@ credentials = sa.Table(
     sa.Column("state", sa.String(32), nullable=False, comment="ok | reauth_required"),
     sa.Column("last_error", sa.Text),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column(
+        "refresh_failures",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="failed refresh cycles in a row",
+    ),
+    sa.Column(
+        "refresh_blocked_until",
+        UTCDateTime,
+        comment="no token request from any process before this",
+    ),
 )
 
 state = sa.Table(

@@ -22,9 +22,16 @@ from tests.worker.credentials.helpers import access_token_in_child, collect
 from tests.worker.credentials.test_bootstrap import api_accepts, assert_one_line_error, child_env
 from worker.clock import utcnow
 from worker.credentials.oauth import TokenGrant
-from worker.credentials.store import credential_statuses, refresh_due_credentials
-from worker.errors import ConfigError, ReauthRequired, ServerError
+from worker.credentials.store import (
+    BLOCK_FIRST,
+    REFRESH_ATTEMPTS,
+    credential_statuses,
+    refresh_due_credentials,
+)
+from worker.errors import ConfigError, ReauthRequired, RefreshBlocked
 from worker.simulator import FaultRule
+from worker.warehouse import credentials as rows
+from worker.warehouse.schema import credentials
 
 Worlds = Callable[..., World]
 
@@ -187,26 +194,89 @@ def test_transient_token_errors_are_retried(ready: Worlds, sleeps: list[float]) 
     assert status.state == "ok" and status.last_error is None
 
 
-def test_persistent_server_errors_give_up_and_keep_the_credential(
+def test_persistent_server_errors_give_up_and_back_off_for_every_process(
     ready: Worlds, sleeps: list[float]
 ) -> None:
-    made = ready(env={"HTTP_MAX_ATTEMPTS": "3"})
+    """Issue 13, item 3: a failed refresh cycle (at most 3 requests, even with more
+    HTTP_MAX_ATTEMPTS) holds every process's token requests back, in the credential row, until
+    its back-off ends; then a successful refresh clears it, and so does a new bootstrap."""
+    made = ready(env={"HTTP_MAX_ATTEMPTS": "8"})
     expire(made)
     posts = made.token_posts()
     made.sim.set_faults(FaultRule(kind="status", status=503, path_prefix="/oauth/token"))
     (outcome,) = refresh_due_credentials(made.settings, made.engine)
-    assert outcome.action == "failed"
-    assert outcome.error == "the token refresh: server error (HTTP 503)"
-    assert made.token_posts() == posts + 3 and len(sleeps) == 2
+    assert outcome.action == "failed" and outcome.error is not None
+    assert outcome.error.startswith(
+        "the token refresh for org 'default' failed (the token refresh: server error (HTTP 503)); "
+        "no rosesync process asks for a token before "
+    )
+    assert made.token_posts() == posts + REFRESH_ATTEMPTS and len(sleeps) == REFRESH_ATTEMPTS - 1
     (status,) = credential_statuses(made.settings, made.engine)
-    assert status.state == "expiring" and status.last_error == outcome.error
-    with pytest.raises(ServerError):
-        made.store().access_token()
+    assert status.state == "expiring" and status.last_error is not None
+    assert status.refresh_blocked_until is not None
+    assert status.as_dict()["refresh_blocked_until"] == status.refresh_blocked_until.isoformat()
+    row = rows.read(made.engine, "default")
+    assert row is not None and row.refresh_failures == 1
+    first_block = row.refresh_blocked_until
+    assert first_block is not None
+
+    # Every other way in asks nothing while the back-off lasts: a new process's store, a 401,
+    # the scheduled refresh, even a forced one.
     made.sim.set_faults()
+    with pytest.raises(RefreshBlocked, match="no rosesync process asks for a token"):
+        made.store().access_token()
+    with pytest.raises(RefreshBlocked):
+        made.store().refresh_after_401(made.stored_tokens()[0])
+    (again,) = refresh_due_credentials(made.settings, made.engine, force=True)
+    assert again.action == "failed"
+    assert made.token_posts() == posts + REFRESH_ATTEMPTS
+
+    # A second failed cycle after the back-off doubles it.
+    made.sim.set_faults(FaultRule(kind="status", status=503, path_prefix="/oauth/token"))
+    unblock(made)
+    with pytest.raises(RefreshBlocked):
+        made.store().access_token()
+    row = rows.read(made.engine, "default")
+    assert row is not None and row.refresh_failures == 2 and row.refresh_blocked_until
+    assert row.refresh_blocked_until - utcnow() > BLOCK_FIRST * 1.5
+
+    made.sim.set_faults()
+    unblock(made)
     (outcome,) = refresh_due_credentials(made.settings, made.engine)
     assert outcome.action == "refreshed"
     (status,) = credential_statuses(made.settings, made.engine)
     assert status.state == "ok" and status.last_error is None
+    row = rows.read(made.engine, "default")
+    assert row is not None and row.refresh_failures == 0 and row.refresh_blocked_until is None
+
+    # A new bootstrap clears a back-off too.
+    made.sim.set_faults(FaultRule(kind="status", status=503, path_prefix="/oauth/token"))
+    expire(made)
+    with pytest.raises(RefreshBlocked):
+        made.store().access_token()
+    made.sim.set_faults()
+    bootstrap_now(made)
+    row = rows.read(made.engine, "default")
+    assert row is not None and row.refresh_failures == 0 and row.refresh_blocked_until is None
+
+
+def test_a_token_still_valid_is_used_while_refreshes_are_held_back(ready: Worlds) -> None:
+    made = ready()
+    age(made, 3400)  # near expiry (less than REFRESH_MARGIN_SECONDS left), not expired
+    with made.engine.begin() as conn:
+        until = utcnow() + timedelta(minutes=5)
+        rows.block_refresh(conn, "default", "the token refresh: server error (HTTP 500)", until)
+    posts = made.token_posts()
+    token = made.store().access_token()
+    assert token == made.stored_tokens()[0] and made.token_posts() == posts
+    with pytest.raises(RefreshBlocked):  # but a token the API refused is not reused
+        made.store().refresh_after_401(token)
+
+
+def unblock(made: World) -> None:
+    """As if the back-off had run out."""
+    with made.engine.begin() as conn:
+        conn.execute(credentials.update().values(refresh_blocked_until=utcnow()))
 
 
 def test_a_revoked_grant_needs_bootstrap_and_stops_token_calls(

@@ -17,17 +17,19 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
+from config.settings import ENVIRONMENT_VARIABLES
 from tests.support import World, assert_matches_source, make_world, warehouse_rows
-from worker.clock import format_timestamp, parse_timestamp
-from worker.errors import MalformedResponse
+from worker.clock import format_timestamp, parse_timestamp, utcnow
+from worker.errors import MalformedResponse, RefreshBlocked
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.source.api import RoseRocketClient
 from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
 from worker.sync.run import SyncResult, sync_resource
 from worker.sync.strategy import probe_resources
+from worker.warehouse.credentials import read as read_credential
 from worker.warehouse.runs import recent_runs
-from worker.warehouse.schema import state
+from worker.warehouse.schema import credentials, state
 
 # Small pages so that a few hundred records make several pages and four concurrent slices.
 SMALL_PAGES = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "4"}
@@ -451,3 +453,55 @@ def test_records_changed_and_deleted_above_the_cursor_are_found(
         second = sync(world, "orders")
         assert second.ok and second.run.deleted > 0
         assert_matches_source(world, "orders")
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        FaultRule(kind="status", status=500, path_prefix="/oauth/token"),
+        FaultRule(kind="status", status=429, retry_after=1, path_prefix="/oauth/token"),
+    ],
+    ids=["500", "429"],
+)
+def test_a_token_endpoint_outage_stops_the_run_and_every_process(
+    database_url: str, tmp_path: Path, outage: FaultRule
+) -> None:
+    """Issue 13, item 3: every API request is refused (401) and the token endpoint is down. One
+    run of all six resources makes one refresh cycle (at most 3 token requests) and stops with
+    one error; a second process started meanwhile asks the token endpoint nothing."""
+    from worker.sync.run import sync_resources
+
+    with make_world(database_url, tmp_path, SimulatorConfig(records=100), **SMALL_PAGES) as world:
+        world.sim.set_faults(outage, FaultRule(kind="unauthorized"))
+        before = world.sim.counters()["token_requests"]
+        resources = [REGISTRY[name] for name in RESOURCES]
+        results = sync_resources(world.settings, world.engine, world.store, resources)
+        assert world.sim.counters()["token_requests"] - before <= 3
+        assert len(results) == 1 and not results[0].ok
+        assert isinstance(results[0].error, RefreshBlocked)
+        error = results[0].run.error or ""
+        assert "no rosesync process asks for a token before" in error and "\n" not in error
+
+        clean = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
+        second = subprocess.run(
+            [sys.executable, "-m", "worker", "sync", "orders"],
+            env={**clean, **world.env},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert "no rosesync process asks for a token before" in second.stderr
+        assert world.sim.counters()["token_requests"] - before <= 3
+
+        # The outage ends and the back-off runs out: the next refresh clears it.
+        world.sim.set_faults()
+        with world.engine.begin() as conn:
+            conn.execute(credentials.update().values(refresh_blocked_until=utcnow()))
+        assert world.store.refresh(force=True).action == "refreshed"
+        assert sync(world, "orders").ok
+        row = read_credential(world.engine, "default")
+        assert row is not None and row.refresh_failures == 0
+        assert row.refresh_blocked_until is None
