@@ -112,6 +112,7 @@ class Settings:
     sync_sweep_interval_seconds: int = 0  # 0: every run of a swept resource is a whole sweep
     sync_endpoints: Mapping[str, resources.Endpoint] = field(default_factory=dict)
     sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
+    sync_max_quarantine: int = 100  # new poison records a run may quarantine (issue 13)
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
@@ -383,6 +384,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_ENDPOINTS": ("sync_endpoints", _endpoints),
     "SYNC_SWEEP_INTERVAL_SECONDS": ("sync_sweep_interval_seconds", _non_negative_int),
     "SYNC_WRITERS": ("sync_writers", _writers),
+    "SYNC_MAX_QUARANTINE": ("sync_max_quarantine", _non_negative_int),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),

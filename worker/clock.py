@@ -10,9 +10,18 @@ def utcnow() -> datetime:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """An ISO-8601 timestamp from the API as aware UTC; a naive one is taken as UTC."""
+    """An ISO-8601 timestamp from the API as aware UTC; a naive one is taken as UTC.
+
+    ValueError for anything else, including an instant outside the years 1 to 9999 once
+    converted to UTC (``0001-01-01T00:00:00+01:00``), which Python reports as an OverflowError.
+    """
     value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range in UTC") from None
 
 
 def format_timestamp(value: datetime) -> str:

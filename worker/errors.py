@@ -113,6 +113,11 @@ class RefreshBlocked(TransientError):
     """
 
 
+class QuarantineFull(PermanentError):
+    """More records of one run could not be stored than SYNC_MAX_QUARANTINE allows: the
+    source (or rosesync) is broken beyond a few poison records, so the run stops."""
+
+
 class WarehouseUnavailable(TransientError):
     """The database behind DATABASE_URL refused or dropped the connection mid-run."""
 

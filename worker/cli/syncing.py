@@ -296,6 +296,7 @@ def status_text(report: StatusReport) -> str:
                 seconds(run.seconds) if run else "-",
                 state.rows,
                 state.deleted_rows,
+                report.quarantined.get(state.resource, 0),
                 when(state.cursor),
                 (run.error or "")[:60] if run else None,
             )
@@ -310,6 +311,7 @@ def status_text(report: StatusReport) -> str:
             "took",
             "rows",
             "deleted",
+            "quarantined",
             "cursor",
             "error",
         ),

@@ -1,9 +1,10 @@
 """What ``rosesync status`` reports: token health, then per resource the last run, the cursor,
-the rows in the warehouse and the next scheduled run. Data only; the CLI formats it."""
+the rows in the warehouse, the records waiting in quarantine and the next scheduled run. Data
+only; the CLI formats it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from worker.credentials.store import CredentialStatus, credential_statuses
 from worker.logs import safe_url
 from worker.ops.presence import running_beat
 from worker.sync.strategy import Paging, known_paging
+from worker.warehouse import quarantine
 from worker.warehouse.runs import ResourceState, RunRow, resource_states
 
 
@@ -31,6 +33,7 @@ class StatusReport:
     # SYNC_SCHEDULE, because no beat is running (issue 17: status showed its own, not the beat's)
     schedule_source: str = "settings"
     database: str = ""  # which warehouse this report reads (password hidden)
+    quarantined: dict[str, int] = field(default_factory=dict)  # per resource (issue 13)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class StatusReport:
                     "resource": r.resource,
                     "rows": r.rows,
                     "deleted_rows": r.deleted_rows,
+                    "quarantined": self.quarantined.get(r.resource, 0),
                     "cursor": _iso(r.cursor),
                     "last_full_sync_at": _iso(r.last_full_sync_at),
                     "last_run": run_dict(r.last_run) if r.last_run else None,
@@ -100,13 +104,15 @@ def build_status(settings: Settings, engine: Engine) -> StatusReport:
     published = beat.next_run(now) if beat is not None else None
     registry = settings.registry
     enabled = [registry[name] for name in settings.sync_resources]
+    org = settings.credential_name
     return StatusReport(
         credentials=credential_statuses(settings, engine),
-        resources=resource_states(engine, list(settings.sync_resources), settings.credential_name),
+        resources=resource_states(engine, list(settings.sync_resources), org),
         schedule=beat.schedule if beat and beat.schedule else settings.sync_schedule.text,
         next_run=published or next_run(settings.sync_schedule, now),
         beat_leader=beat.name if beat else None,
-        paging=known_paging(settings, engine, enabled, settings.credential_name),
+        paging=known_paging(settings, engine, enabled, org),
         schedule_source="beat" if published else "settings",
         database=safe_url(settings.database_url),
+        quarantined=quarantine.counts(engine, org),
     )

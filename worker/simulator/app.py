@@ -47,7 +47,8 @@ class App:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.counters = Counters()
-        self.dataset = Dataset({name: config.size_of(name) for name in RESOURCES}, config.seed)
+        sizes = {name: config.size_of(name) for name in RESOURCES}
+        self.dataset = Dataset(sizes, config.seed, poison=config.poison)
         self.oauth = AuthorizationServer(config, self.counters)
         self.faults = FaultInjector(config.faults, config.seed)
         self.mutation = LiveMutation(

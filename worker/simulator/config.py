@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from worker.simulator.faults import FaultRule
+from worker.simulator.poison import POISON_KINDS
 
 RESOURCES: tuple[str, ...] = ("customers", "orders", "manifests", "partners", "invoices", "bills")
 
@@ -60,6 +61,8 @@ class SimulatorConfig:
       "reject"ed with a 400 (default: rejected by extended, clamped by documented).
     - end_inclusive: `updated_end_at` includes its bound (an API's choice; issue 13).
     - by_id: whether `GET /api/v1/<path>/<id>` exists at all (without it: 404 for every id).
+    - poison: resource -> kinds of poison record to plant among its records, one per kind
+      (see `poison`).
     """
 
     host: str = "127.0.0.1"
@@ -92,6 +95,7 @@ class SimulatorConfig:
     oversize_limit: str | None = None
     end_inclusive: bool = False
     by_id: bool = True
+    poison: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -128,6 +132,13 @@ class SimulatorConfig:
             problems.append(f"oversize_limit must be one of {OVERSIZE_LIMITS}")
         if self.max_limit is not None and self.max_limit < 1:
             problems.append("max_limit must be >= 1")
+        for resource, kinds in self.poison.items():
+            if resource not in RESOURCES:
+                problems.append(f"poison names an unknown resource {resource!r}")
+            elif len(kinds) > self.size_of(resource):
+                problems.append(f"poison: more kinds than {resource} has records")
+            if any(kind not in POISON_KINDS for kind in kinds):
+                problems.append(f"poison kinds must be among {POISON_KINDS}")
         if not self.client_id or not self.client_secret or not self.redirect_uri:
             problems.append("client_id, client_secret and redirect_uri must be non-empty")
         return problems

@@ -15,6 +15,7 @@ both orders, so offset paging drifts exactly as it would against a real database
 from __future__ import annotations
 
 import bisect
+import json
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from worker.simulator.poison import encode_poisoned, poisoned
 from worker.simulator.records import BUILD_ORDER, RecordFactory
 
 # Live mutation: how often each kind happens (the rest are deletes).
@@ -36,7 +38,18 @@ MUTATION_KINDS = ("updated", "created", "deleted")
 def encode(record: dict[str, Any]) -> bytes:
     """The record's JSON (msgspec returns an exactly-sized bytes object, which matters for the
     memory of a large dataset)."""
-    return msgspec.json.encode(record)
+    try:
+        return msgspec.json.encode(record)
+    except UnicodeEncodeError:  # a planted lone surrogate (poison.py)
+        return encode_poisoned(record)
+
+
+def decode(blob: bytes) -> dict[str, Any]:
+    """A stored record; Python's json reads the poison msgspec refuses (a lone surrogate)."""
+    try:
+        return msgspec.json.decode(blob)  # type: ignore[no-any-return]
+    except msgspec.DecodeError:
+        return json.loads(blob)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,11 @@ class Dataset:
     """
 
     def __init__(
-        self, sizes: Mapping[str, int], seed: int, clock: Callable[[], float] = time.time
+        self,
+        sizes: Mapping[str, int],
+        seed: int,
+        clock: Callable[[], float] = time.time,
+        poison: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
@@ -94,6 +111,19 @@ class Dataset:
             table.by_created = sorted((-created, key) for key, (_, created, _) in rows.items())
             table.next_number = len(rows) + 1
             self._tables[resource] = table
+        self._poisoned: dict[str, list[str]] = {}
+        chooser = random.Random(f"poison:{seed}")
+        for resource, kinds in (poison or {}).items():
+            rows = self._tables[resource].rows
+            chosen = chooser.sample(sorted(rows), len(kinds))
+            for record_id, kind in zip(chosen, kinds, strict=True):
+                updated, created, blob = rows[record_id]
+                rows[record_id] = (updated, created, encode(poisoned(decode(blob), kind)))
+            self._poisoned[resource] = chosen
+
+    def poisoned(self, resource: str) -> list[str]:
+        """The ids of the poison records planted in ``resource`` (in the order of its kinds)."""
+        return list(self._poisoned.get(resource, ()))
 
     def page_by_updated(self, resource: str, offset: int, limit: int, window: Window) -> Page:
         """The extended profile: ordered by (updated_at, id), `updated_*` filters by bisect."""
@@ -147,7 +177,7 @@ class Dataset:
         table = self._tables[resource]
         with self._lock:
             blobs = [table.rows[record_id][2] for _, record_id in table.keys]
-        return [msgspec.json.decode(blob) for blob in blobs]
+        return [decode(blob) for blob in blobs]
 
     def delete(self, resource: str, record_ids: list[str]) -> int:
         """Delete these records (unknown ids are ignored); returns how many were deleted."""
@@ -189,7 +219,7 @@ class Dataset:
             position = int(rng.random() * len(table.keys))
             previous, record_id = table.keys.pop(position)
             _, created, blob = table.rows[record_id]
-            record = msgspec.json.decode(blob)
+            record = decode(blob)
             # Strictly after the previous stamp even if the wall clock stalls or steps back,
             # so that an incremental reader always sees the edit as new.
             updated = max(now_ms, previous + 1)

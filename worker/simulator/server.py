@@ -329,6 +329,11 @@ class Simulator:
         _check_resource(resource)
         return self._app.dataset.dump(resource)
 
+    def poisoned(self, resource: str) -> list[str]:
+        """Ids of the poison records planted in `resource` (SimulatorConfig.poison)."""
+        _check_resource(resource)
+        return self._app.dataset.poisoned(resource)
+
     def counters(self) -> dict[str, Any]:
         return self._app.counters.snapshot()
 

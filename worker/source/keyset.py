@@ -84,13 +84,10 @@ class KeysetPager:
         offsets = [total * k // parts for k in range(1, parts)]
         with ThreadPoolExecutor(max_workers=len(offsets), thread_name_prefix="probe") as pool:
             probes = list(pool.map(lambda o: self._page(lower, None, offset=o, limit=1), offsets))
-        floor = self.updated_at(first.records[0]) if first.records else lower
+        floor = self._first_stamp(first) or lower
+        stamps = [self._first_stamp(p) for p in probes]
         bounds = sorted(
-            {
-                self.updated_at(p.records[0])
-                for p in probes
-                if p.records and (floor is None or self.updated_at(p.records[0]) > floor)
-            }
+            {stamp for stamp in stamps if stamp is not None and (floor is None or stamp > floor)}
         )
         edges: list[datetime | None] = [lower, *bounds, None]
         return [Slice(i, edges[i], edges[i + 1]) for i in range(len(edges) - 1)], first
@@ -124,10 +121,15 @@ class KeysetPager:
                 offset = ties if stalled or ties >= self.page_size // 2 else 0
                 page = self._page(start, part.upper, offset=offset, limit=self.page_size)
             records: list[Record] = []
-            updated: list[datetime] = []
+            keyed: list[tuple[Record, datetime]] = []
             beyond = False
             previous: datetime | None = None
             for record in page.records:
+                if record.problem is not None:  # no position to take from it (issue 13):
+                    records.append(record)  # the loader quarantines it
+                    continue
+                if beyond:
+                    continue
                 stamp = self.updated_at(record)
                 if previous is not None and stamp < previous:
                     raise OrderViolated(
@@ -144,19 +146,19 @@ class KeysetPager:
                     continue  # asked from the instant before an exclusive start
                 if part.upper is not None and stamp >= part.upper:  # an inclusive end bound
                     beyond = True
-                    break
+                    continue
                 if stamp == start and record.id in delivered_at_start:
                     continue
                 records.append(record)
-                updated.append(stamp)
+                keyed.append((record, stamp))
             # The end: an empty page or the total reached, never a short page (issue 12).
             ended = not page.records or (
                 page.total is not None and offset + len(page.records) >= page.total
             )
             done = beyond or ended
-            if updated:
-                last = updated[-1]
-                same = {r.id for r, u in zip(records, updated, strict=True) if u == last}
+            if keyed:
+                last = keyed[-1][1]
+                same = {r.id for r, stamp in keyed if stamp == last}
                 if last == start:
                     delivered_at_start |= same
                 else:
@@ -167,12 +169,12 @@ class KeysetPager:
             yield Chunk(part.index, records, *position, done)
             if done:
                 return
-            if not updated and stalled:
+            if not keyed and stalled:
                 raise OrderViolated(
                     f"{self.resource.name}: paging made no progress at {start}; the API's "
                     "order is not stable"
                 )
-            stalled = not updated
+            stalled = not keyed
             page = None
 
     def count(self, lower: datetime | None, upper: datetime) -> int | None:
@@ -187,6 +189,11 @@ class KeysetPager:
         return self.client.list_page(
             self.resource, offset=offset, limit=limit, updated_start=lower, updated_end=upper
         )
+
+    def _first_stamp(self, page: Page) -> datetime | None:
+        """The position of the page's first record that has one."""
+        usable = next((r for r in page.records if r.problem is None), None)
+        return None if usable is None else self.updated_at(usable)
 
     def updated_at(self, record: Record) -> datetime:
         if record.updated is None:

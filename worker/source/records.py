@@ -10,15 +10,23 @@ About 8 us. And ``data`` is now the record's text byte for byte as the API sent 
 A record whose shape does not fit those generated types (``origin`` is a string, say) is
 decoded in full and read the slow way, so that odd data ends up as NULL in one typed column
 (warehouse/rows.py) rather than failing the page.
+
+A record that cannot be stored at all (no id, not an object, a cursor field that is not a
+timestamp, text that is not valid Unicode) does not fail its page either: it comes back with a
+``problem``, pagers take no position from it, and the loader quarantines it (issue 13, item 5).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from worker.clock import parse_timestamp
 from worker.errors import MalformedResponse
 from worker.source.resources import Resource
 
@@ -26,13 +34,22 @@ from worker.source.resources import Resource
 @dataclass(frozen=True, slots=True)
 class Record:
     """One record: its id, cursor and created values as sent, its typed columns' raw values
-    (in ``resource.columns`` order, None when absent) and its JSON text."""
+    (in ``resource.columns`` order, None when absent) and its JSON text.
+
+    ``problem`` says why the record cannot be stored (then ``id`` is "" when it has none, and
+    ``updated`` may be unusable): pagers skip it when they compute positions and check the
+    order, and the loader quarantines it instead of upserting it. Without a problem, ``stamp``
+    is ``updated`` read once, here, as an aware UTC datetime (what pagers compare and
+    PostgreSQL stores), and ``updated`` the text it came from.
+    """
 
     id: str
     updated: str | None
     values: tuple[Any, ...]
     raw: str
     created: str | None = None
+    problem: str | None = None
+    stamp: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,32 +129,96 @@ class Decoder:
         shape = (
             f"a {self.resource.records_key!r} list; is ROSEROCKET_API_URL the Rose Rocket v1 API?"
         )
-        decoded = _decode(self._list, body, where, shape)
-        records = [self.record(raw, where) for raw in getattr(decoded, self.resource.records_key)]
-        return Page(records, _count(decoded.total), _count(decoded.limit))
+        key = self.resource.records_key
+        try:
+            decoded = _decode(self._list, body, where, shape)
+        except _Undecodable:  # perhaps one bad record: keep the others
+            items, decoded = _lenient(body, key, where, shape)
+            total, limit = decoded.get("total"), decoded.get("limit")
+        else:
+            items, total, limit = getattr(decoded, key), decoded.total, decoded.limit
+        records = [self.record(raw, where) for raw in items]
+        return Page(records, _count(total), _count(limit))
 
     def item(self, body: bytes, where: str) -> Record:
-        decoded = _decode(self._item, body, where, f"a {self.resource.item_key!r} object")
+        shape = f"a {self.resource.item_key!r} object"
+        try:
+            decoded = _decode(self._item, body, where, shape)
+        except _Undecodable:
+            (raw,), _ = _lenient(body, self.resource.item_key, where, shape, single=True)
+            return self.record(raw, where)
         return self.record(getattr(decoded, self.resource.item_key), where)
 
     def record(self, raw: msgspec.Raw | bytes, where: str) -> Record:
+        """Never raises for the record's own content: what cannot be stored is a ``problem``."""
+        try:
+            text = bytes(raw).decode()
+        except UnicodeDecodeError:
+            text = bytes(raw).decode(errors="backslashreplace")
+            return self._poison(text, "its text is not valid UTF-8")
         try:
             fields, struct = self._fast.decode(raw), True
         except msgspec.ValidationError:  # not the usual shape: read it in full, the slow way
-            fields, struct = self._any.decode(raw), False
+            try:
+                fields, struct = self._any.decode(raw), False
+            except (msgspec.DecodeError, RecursionError) as exc:
+                return self._undecodable(text, exc)
             if not isinstance(fields, dict):
-                raise MalformedResponse(f"{where}: a record is not a JSON object") from None
+                return self._poison(text, "it is not a JSON object")
+        except (msgspec.DecodeError, RecursionError) as exc:  # e.g. a lone surrogate: \ud800
+            return self._undecodable(text, exc)
         record_id, updated, created, *values = (_get(fields, path, struct) for path in self._paths)
-        if record_id is None:
-            raise MalformedResponse(
-                f"{where}: a record has no {self.resource.id_field!r}; every record needs one"
-            )
+        if type(record_id) is not str and (record_id is None or isinstance(record_id, dict | list)):
+            kind = "none" if record_id is None else "an object or array"
+            return self._poison(text, f"its {self.resource.id_field!r} is {kind}")
+        stamp, problem = self._stamp(updated)
         return Record(
-            id=str(record_id),
+            id=record_id if type(record_id) is str else str(record_id),
             updated=updated if type(updated) is str else None,
             values=tuple(values),
-            raw=bytes(raw).decode(),
+            raw=text,
             created=created if type(created) is str else None,
+            problem=problem,
+            stamp=stamp,
+        )
+
+    def _stamp(self, updated: Any) -> tuple[datetime | None, str | None]:
+        """The cursor field as a datetime, or why it is not a usable timestamp."""
+        field = self.resource.cursor_field
+        if type(updated) is str:
+            try:
+                return parse_timestamp(updated), None
+            except ValueError:
+                return None, f"its {field!r} {updated[:40]!r} is not an ISO-8601 timestamp"
+        if updated is None:
+            return None, f"it has no {field!r}"
+        return None, f"its {field!r} is {encode(updated)[:40]}, not an ISO-8601 timestamp"
+
+    def _undecodable(self, text: str, exc: BaseException) -> Record:
+        """Text msgspec refuses; Python's json may still find the id (for the quarantine)."""
+        if isinstance(exc, RecursionError):
+            return self._poison(text, "it is nested too deeply to decode")
+        surrogate = _SURROGATE.search(text)
+        why = (
+            f"it holds a UTF-16 surrogate escape without its pair ({surrogate.group(0)}), "
+            "which is not Unicode text"
+            if surrogate
+            else f"its JSON cannot be decoded ({str(exc)[:80]})"
+        )
+        try:
+            found = _get(json.loads(text), (self.resource.id_field,), False)
+        except (ValueError, RecursionError):
+            found = None
+        return self._poison(text, why, found if type(found) is str else "")
+
+    def _poison(self, text: str, problem: str, record_id: str = "") -> Record:
+        """A record that cannot be stored: its text, its id if known, and what is wrong."""
+        return Record(
+            id=record_id,
+            updated=None,
+            values=(None,) * (len(self._paths) - 3),
+            raw=text,
+            problem=problem,
         )
 
 
@@ -151,12 +232,54 @@ def encode(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+class _Undecodable(Exception):
+    """msgspec refused the body's text; the lenient decoder may still read it."""
+
+
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, where: str, shape: str) -> Any:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError:  # valid JSON, wrong shape (a subclass of DecodeError)
         raise MalformedResponse(f"{where} answered without {shape}") from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        raise _Undecodable from None
+
+
+def _lenient(
+    body: bytes, key: str, where: str, shape: str, single: bool = False
+) -> tuple[list[bytes], dict[str, Any]]:
+    """The slow path for a body msgspec refuses, which is usually broken (cut short, HTML) but
+    may be valid JSON holding one record msgspec cannot decode: a lone surrogate escape
+    (``"\\ud800"``), nesting deeper than msgspec's limit. Python's json reads those, and each
+    record is encoded again (ASCII, escapes kept) for :meth:`Decoder.record` to judge alone.
+    Not byte for byte the API's text, but the same JSON value; only such pages take this path.
+    """
+
+    def refuse(constant: str) -> Any:  # NaN, Infinity: not JSON (RFC 8259 section 6)
+        raise ValueError(constant)
+
+    try:
+        decoded = json.loads(body, parse_constant=refuse)
+    except RecursionError:
+        raise MalformedResponse(
+            f"{where}: the API answered with JSON nested too deeply to decode (over about "
+            "1,000 levels)"
+        ) from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError included
         raise MalformedResponse(
             f"{where}: the API answered with a body that is not valid JSON ({len(body)} bytes)"
         ) from None
+    items = decoded.get(key) if isinstance(decoded, dict) else None
+    if single:
+        items = None if items is None else [items]
+    if not isinstance(items, list):
+        raise MalformedResponse(f"{where} answered without {shape}")
+    try:
+        texts = [json.dumps(item, separators=(",", ":")).encode() for item in items]
+    except RecursionError:
+        raise MalformedResponse(f"{where}: a record is nested too deeply to decode") from None
+    return texts, decoded
+
+
+# For the quarantine's reason only (the decision is msgspec's): a high or low surrogate escape.
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

@@ -147,7 +147,7 @@ class SweepPager:
                 # part: the rest would be read (and written) twice.
                 wanted = self.page_size if end is None else end + OVERLAP - offset
                 page = self._page(offset, max(OVERLAP + 1, min(self.page_size, wanted)))
-            ids = [r.id for r in page.records]
+            ids = [r.id for r in page.records if r.id]  # not "": a record without one (issue 13)
             if previous is not None and not previous.intersection(ids):
                 # Lost the thread: the list moved by more than the overlap since the last page
                 # (or the data now ends before this offset). Step back and look again.
@@ -189,4 +189,8 @@ class SweepPager:
 
 def _fresh(records: list[Record], previous: set[str] | None) -> list[Record]:
     """A page's records less those the page before already delivered (the overlap)."""
-    return records if previous is None else [r for r in records if r.id not in previous]
+    if previous is None:
+        return records
+    # A record without an id (Record.problem) is always passed on: the quarantine keys it by
+    # its text, so a repeat is harmless, and "" would match every other such record.
+    return [r for r in records if not r.id or r.id not in previous]

@@ -150,8 +150,8 @@ def confirm(
         if record is None:
             gone.append(record_id)
             continue
-        if check is not None:
-            check(record)
+        if check is not None and record.problem is None:  # else it is quarantined, as a paged
+            check(record)  # one would be
         store([record])
     if unknown:
         log.warning(

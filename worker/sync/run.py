@@ -13,7 +13,9 @@ The loop (keyset.py reads, warehouse/load.py writes):
 4. the cursor only advances to where *every* slice before it is complete, and never past the
    run's start less the clock-skew allowance: a record written as the run started, with a
    server clock a little behind ours, is read again next time instead of skipped;
-5. a full run that completed marks the rows it did not see as deleted;
+5. a full run that completed marks the rows it did not see as deleted (and releases the
+   quarantined records it did not see); an incremental run fetches the records earlier runs
+   quarantined again by id (issue 13, item 5);
 6. the run row gets its outcome, whatever happened.
 """
 
@@ -34,6 +36,7 @@ from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from worker.errors import (
+    ApiError,
     ConfigError,
     EndpointMissing,
     Interrupted,
@@ -173,7 +176,7 @@ class _Run:
         self.progress = progress
         self.stop = stop or threading.Event()
         self.client = RoseRocketClient(settings, tokens)
-        self.loader = Loader(engine, resource, org, self.run_id)
+        self.loader = Loader(engine, resource, org, self.run_id, settings.sync_max_quarantine)
         self.ceiling = self.started - timedelta(seconds=settings.sync_clock_skew_seconds)
         self.refreshes_before = tokens.refreshes
         self.pages = self.records = self.deleted = 0
@@ -237,7 +240,11 @@ class _Run:
         if full:
             self._mark(full_sync=self.started)
             self.deleted = self.loader.mark_deleted(self.started, self.lease.renew)
-        elif self.cursor is not None:
+            self.loader.release_unseen(self.started, self.lease.renew)
+            return
+        if known.by_id:
+            self._retry_quarantined()
+        if self.cursor is not None:
             self.deleted = reconcile(
                 self.client,
                 keyset,
@@ -272,6 +279,8 @@ class _Run:
             self._fetch(window, parts, first, "created-window", since)
             if window.complete:
                 self._mark(created_cursor=self.ceiling)
+            if known.by_id:
+                self._retry_quarantined()
             return
         sweep = SweepPager(self.client, self.resource, paging.page_size, concurrency)
         parts, first = sweep.plan()
@@ -290,6 +299,7 @@ class _Run:
         # A complete sweep is as good as a full pass: it also sets the cursor, so that the
         # resource could switch to keyset paging without reading everything again.
         self._mark(full_sync=self.started, cursor=self.ceiling, created_cursor=self.ceiling)
+        self.loader.release_unseen(self.started, self.lease.renew)
 
     def _mark(
         self,
@@ -340,6 +350,23 @@ class _Run:
 
     def _store_records(self, records: list[Record]) -> None:
         self._store(self.loader.rows(records))
+
+    def _retry_quarantined(self) -> None:
+        """Records earlier runs quarantined, fetched again by id: one that loads now leaves the
+        quarantine as it is stored (warehouse/load.py); one still refused stays, seen again.
+        A 404 leaves it too, until a full pass confirms it gone: 404 alone is not proof."""
+        found: list[Record] = []
+        for record_id in self.loader.quarantined_to_retry(self.started):
+            self._check_stop()
+            try:
+                record = self.client.get_record(self.resource, record_id)
+            except ApiError as exc:  # no usable by-id route: they wait for a full pass
+                log.warning("%s: quarantine not retried by id: %s", self.resource.name, exc)
+                break
+            if record is not None:
+                found.append(record)
+        if found:
+            self._store_records(found)
 
     def _check_stop(self) -> None:
         """Between pages only, so that nothing is ever half-written."""

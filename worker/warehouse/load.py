@@ -16,10 +16,20 @@ machine (benchmarks/README.md): COPY beat psycopg's pipelined executemany of the
 against 8,900 records/s on 70,000 records): the server no longer unescapes each 2 KB line nor
 parses the typed columns' text, and the client no longer escapes it. What is left is mostly
 PostgreSQL parsing the JSONB ``data``, which no format avoids.
+
+Poison records (issue 13, item 5) never stop a batch: those found while building rows arrive as
+:class:`~worker.warehouse.rows.Poison` and are quarantined (warehouse/quarantine.py) in the
+batch's own transaction. When the database still refuses a batch for its data, the refused
+records are found by splitting it (:meth:`Loader._refused`, each probe rolled back) and the rest
+commits. The clean path pays one pass over the batch to look for poison, nothing more.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -31,14 +41,45 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
+from worker.errors import QuarantineFull
+from worker.logs import redact
 from worker.source.records import Record
 from worker.source.resources import Resource
+from worker.warehouse import quarantine
 from worker.warehouse.db import is_postgres, reader
-from worker.warehouse.rows import Row, RowBuilder
+from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
 from worker.warehouse.schema import resource_tables
 
+log = logging.getLogger(__name__)
+
 Fence = Callable[[sa.Connection], None]
+
+_STAGES = "rrsync_stages"  # connection info: the staging tables this connection has created
+
+# SQLSTATE classes of a refusal caused by a row's data (PostgreSQL appendix A): data exception,
+# integrity constraint violation, an exception raised by a trigger (PL/pgSQL), a program limit
+# (a value nested too deeply, say). Not 08 (connection), 53 (disk full, memory), 57 (shutdown).
+_REFUSING_CLASSES = frozenset({"22", "23", "P0", "54"})
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The database's one-line reason when ``exc`` refuses some row's data; None for anything
+    else (a lost connection, a full disk, a bug), which must fail the batch as it is."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(orig, psycopg.Error):
+        if (orig.sqlstate or "")[:2] not in _REFUSING_CLASSES:
+            return None
+    elif not isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | UnicodeError):
+        return None
+    lines = str(orig).strip().splitlines()  # PostgreSQL's DETAIL and CONTEXT quote the data
+    return redact(" ".join((lines[0] if lines else type(orig).__name__).split()))[:300]
+
+
+def _forget_stages(conn: sa.Connection) -> None:
+    """After a rollback: a staging table created in it is gone, so create it again next time."""
+    with contextlib.suppress(sa.exc.SQLAlchemyError):
+        conn.connection.info.pop(_STAGES, None)
 
 
 def _as_is(text: str) -> str:
@@ -48,16 +89,32 @@ def _as_is(text: str) -> str:
 class Loader:
     """Writes one resource's pages; one instance per run."""
 
-    def __init__(self, engine: Engine, resource: Resource, org: str, run_id: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        resource: Resource,
+        org: str,
+        run_id: int,
+        max_quarantine: int = 100,
+    ) -> None:
         self.engine = engine
         self.resource = resource
         self.org = org
         self.run_id = run_id
+        self.max_quarantine = max_quarantine  # new poison records this run may set aside
         self.table = resource_tables[resource.name]
         self.postgres = is_postgres(engine)
         self._builder = RowBuilder(resource, self.postgres)
         self._names = self._builder.columns
+        self._data = self._names.index("data")
         self._statement = self._postgres_statement() if self.postgres else self._sqlite_statement()
+        # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
+        # this run, the keys now quarantined (released when their record loads), and the new
+        # ones this run set aside (what SYNC_MAX_QUARANTINE limits).
+        self._quarantine_lock = threading.Lock()
+        self._before = frozenset(quarantine.keys(engine, resource.name, org))
+        self._held = set(self._before)
+        self._new: set[str] = set()
 
     # -- statements, built once per run -------------------------------------------------------
 
@@ -114,18 +171,147 @@ class Loader:
         fence: Fence,
     ) -> None:
         """Upsert rows and checkpoint them, atomically: the cursor that ``cursor()`` returns
-        (None: leave it), and the rows and pages counted into the run."""
+        (None: leave it), and the rows and pages counted into the run. Poison rows, and the
+        rows the database refuses, are quarantined in the same transaction (module doc);
+        :class:`~worker.errors.QuarantineFull` when the run has set aside too many."""
+        poison = [row for row in rows if type(row) is Poison]
+        good = [row for row in rows if type(row) is not Poison] if poison else rows
+        try:
+            self._commit(good, poison, len(rows), pages, cursor, stats, fence)
+        except Exception as exc:
+            why = refusal(exc)
+            refused = self._refused(good, why) if why is not None and good else []
+            if not refused:
+                raise
+            log.warning(
+                "%s: the database refused %d of %d record(s) of a batch; quarantined them "
+                "(first: %s)",
+                self.resource.name,
+                len(refused),
+                len(good),
+                refused[0][1],
+            )
+            gone = {id(row) for row, _ in refused}
+            kept = [row for row in good if id(row) not in gone]
+            poison += [
+                Poison(row[0], row[self._data], f"the database refused it: {reason}")
+                for row, reason in refused
+            ]
+            self._commit(kept, poison, len(rows), pages, cursor, stats, fence)
+
+    def _commit(
+        self,
+        good: Sequence[Row],
+        poison: list[Poison],
+        records: int,
+        pages: int,
+        cursor: Callable[[], datetime | None],
+        stats: dict[str, int],
+        fence: Fence,
+    ) -> None:
+        fresh = self._reserve(poison) if poison else set()
+        try:
+            with self.engine.begin() as conn:
+                try:
+                    if good:
+                        self._write(conn, good)
+                    loaded = self._release(conn, good) if self._held else []
+                    if poison:
+                        quarantine.add(conn, self.resource.name, self.org, poison, utcnow())
+                    # The rows first, then the rows every transaction of this run updates
+                    # (lease, cursor, run): their locks are held to the commit, so taking them
+                    # last lets two batches in flight (worker/sync/commits.py) overlap in all
+                    # but their commits.
+                    fence(conn)
+                    position = cursor()
+                    if position is not None:
+                        advance_cursor(conn, self.resource.name, self.org, position)
+                    add_progress(conn, self.run_id, pages, records, stats)
+                except BaseException:
+                    _forget_stages(conn)
+                    raise
+        except BaseException:
+            with self._quarantine_lock:
+                self._new -= fresh
+            raise
+        with self._quarantine_lock:
+            self._held.difference_update(loaded)
+            self._held.update(quarantine.key_of(item) for item in poison)
+
+    def _reserve(self, poison: list[Poison]) -> set[str]:
+        """Counts the batch's new poison against SYNC_MAX_QUARANTINE before it commits (so two
+        writers cannot both slip under the limit); the caller gives them back on failure."""
+        with self._quarantine_lock:
+            fresh = {quarantine.key_of(item) for item in poison} - self._before - self._new
+            if len(self._new) + len(fresh) > self.max_quarantine:
+                example = poison[-1]
+                raise QuarantineFull(
+                    f"{self.resource.name}: {len(self._new) + len(fresh)} new records of this "
+                    f"run could not be stored, more than SYNC_MAX_QUARANTINE="
+                    f"{self.max_quarantine} allows (record {example.record_id or '(no id)'}: "
+                    f"{redact(example.reason)[:200]}); see rrsync_quarantine, then fix the "
+                    "source or raise SYNC_MAX_QUARANTINE"
+                )
+            self._new |= fresh
+            return fresh
+
+    def _release(self, conn: sa.Connection, good: Sequence[Row]) -> list[str]:
+        """Quarantined records stored by this batch leave the quarantine with it."""
+        with self._quarantine_lock:
+            loaded = [row[0] for row in good if row[0] in self._held]
+        if loaded:
+            quarantine.release(conn, self.resource.name, self.org, loaded)
+            log.info("%s: %d quarantined record(s) loaded now", self.resource.name, len(loaded))
+        return loaded
+
+    def _refused(self, rows: Sequence[Row], reason: str) -> list[tuple[Row, str]]:
+        """The rows of a batch the database refused (with ``reason``), found by splitting it:
+        each half is written in a savepoint that is always rolled back, and a refused half is
+        split again. k refused rows of n cost about 2 k log2(n) probes; the search stops once
+        the run could not take more into quarantine anyway."""
+        found: list[tuple[Row, str]] = []
         with self.engine.begin() as conn:
-            if rows:
-                self._write(conn, rows)
-            # The rows first, then the rows every transaction of this run updates (lease,
-            # cursor, run): their locks are held to the commit, so taking them last lets two
-            # batches in flight (worker/sync/commits.py) overlap in all but their commits.
+
+            def probe(part: Sequence[Row]) -> str | None:
+                savepoint = conn.begin_nested()
+                try:
+                    self._write(conn, part)
+                except Exception as exc:
+                    savepoint.rollback()
+                    _forget_stages(conn)
+                    why = refusal(exc)
+                    if why is None:
+                        raise
+                    return why
+                savepoint.rollback()
+                _forget_stages(conn)
+                return None
+
+            def search(part: Sequence[Row], why: str) -> None:
+                if len(found) > self.max_quarantine:
+                    return
+                if len(part) == 1:
+                    found.append((part[0], why))
+                    return
+                middle = len(part) // 2
+                for half in (part[:middle], part[middle:]):
+                    refused = probe(half)
+                    if refused is not None:
+                        search(half, refused)
+
+            search(rows, reason)
+        return found
+
+    def quarantined_to_retry(self, before: datetime) -> list[str]:
+        """Ids quarantined by earlier runs, for the run to fetch again (at most the limit)."""
+        limit = max(self.max_quarantine, 1)
+        return quarantine.ids_to_retry(self.engine, self.resource.name, self.org, before, limit)
+
+    def release_unseen(self, seen_since: datetime, fence: Fence) -> int:
+        """After a complete full pass: quarantined records it did not see are gone."""
+        with self.engine.begin() as conn:
             fence(conn)
-            position = cursor()
-            if position is not None:
-                advance_cursor(conn, self.resource.name, self.org, position)
-            add_progress(conn, self.run_id, pages, len(rows), stats)
+            return quarantine.release_unseen(conn, self.resource.name, self.org, seen_since)
 
     def _write(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
         if not self.postgres:
@@ -133,7 +319,7 @@ class Loader:
             return
         dbapi = conn.connection.dbapi_connection
         assert isinstance(dbapi, psycopg.Connection)
-        staged: set[str] = conn.connection.info.setdefault("rrsync_stages", set())
+        staged: set[str] = conn.connection.info.setdefault(_STAGES, set())
         with dbapi.cursor() as cursor:
             if self._stage not in staged:
                 # Per connection; ON COMMIT DELETE ROWS empties it after every page. The stage

@@ -13,15 +13,22 @@ numeric, and ``data`` as the record's JSON text, which goes to the server as it 
 A value that does not fit its column's type (including its range: a bigint, NUMERIC(18, 4))
 becomes NULL, the raw record being kept in ``data``, and is reported once per column and run;
 it never fails the run, and it is never guessed.
+
+A record that cannot be stored at all becomes a :class:`Poison` instead of a row, which the
+loader quarantines (issue 13, item 5): one the decoder marked (``Record.problem``), and on
+PostgreSQL one holding ``\\u0000``, which neither ``jsonb`` nor ``text`` can store. That check
+costs one substring search per record (``"\\u"`` is rare in API text); whatever else the
+database refuses, the loader finds by splitting the batch.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.clock import parse_timestamp
 from worker.source.records import Record, encode
@@ -32,6 +39,19 @@ log = logging.getLogger(__name__)
 
 Convert = Callable[[Any], Any]
 Row = tuple[Any, ...]
+
+
+class Poison(NamedTuple):
+    """A record the loader quarantines instead of upserting. A tuple, so that it travels in a
+    batch's list of rows, where it was read, and commits with that batch's checkpoint."""
+
+    record_id: str | None  # None when the record has no usable id
+    raw: str
+    reason: str
+
+
+# ``\u0000`` preceded by an even number of backslashes (an odd number escapes the escape).
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _text(value: Any) -> str:
@@ -142,6 +162,7 @@ class RowBuilder:
             (column, converters[column.type]) for column in resource.columns
         ]
         self._reported: set[str] = set()
+        self._postgres = postgres
 
     @property
     def columns(self) -> list[str]:
@@ -158,6 +179,12 @@ class RowBuilder:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
         for record in records:
+            problem = record.problem
+            if problem is None and self._postgres and "\\u" in record.raw:
+                problem = self._postgres_problem(record.raw)
+            if problem is not None:
+                rows.append(Poison(record.id or None, record.raw, problem))
+                continue
             row: list[Any] = [record.id]
             for (column, convert), value in zip(self._fields, record.values, strict=True):
                 if value is not None:
@@ -171,6 +198,12 @@ class RowBuilder:
             row += (record.raw, self._time(record.updated), synced_value, None)
             rows.append(tuple(row))
         return rows
+
+    @staticmethod
+    def _postgres_problem(raw: str) -> str | None:
+        if _NUL.search(raw):
+            return "it holds \\u0000, which PostgreSQL cannot store in jsonb or text"
+        return None
 
     def _report(self, column: Column, record_id: Any, problem: ValueError) -> None:
         if column.name not in self._reported:

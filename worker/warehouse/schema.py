@@ -165,7 +165,21 @@ alerts = sa.Table(
     sa.Column("message", sa.Text, comment="the last notification sent, redacted"),
 )
 
-OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts)
+
+quarantine = sa.Table(
+    "rrsync_quarantine",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True, comment="the record's id, else sha256: of raw"),
+    sa.Column("record_id", sa.Text, comment="null when the record has no usable id"),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False, comment="as received, secrets redacted"),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts, quarantine)
 
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "text": sa.Text(),

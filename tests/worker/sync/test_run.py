@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from config.settings import ENVIRONMENT_VARIABLES
 from tests.support import World, assert_matches_source, make_world, warehouse_rows
 from worker.clock import format_timestamp, parse_timestamp, utcnow
-from worker.errors import MalformedResponse, RefreshBlocked
+from worker.errors import MalformedResponse, QuarantineFull, RefreshBlocked
+from worker.ops.status import build_status
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.source.api import RoseRocketClient
 from worker.source.records import Decoder
@@ -28,8 +29,9 @@ from worker.source.resources import REGISTRY
 from worker.sync.run import SyncResult, sync_resource
 from worker.sync.strategy import probe_resources
 from worker.warehouse.credentials import read as read_credential
+from worker.warehouse.quarantine import counts as quarantine_counts
 from worker.warehouse.runs import recent_runs
-from worker.warehouse.schema import credentials, state
+from worker.warehouse.schema import credentials, quarantine, state
 
 # Small pages so that a few hundred records make several pages and four concurrent slices.
 SMALL_PAGES = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "4"}
@@ -387,6 +389,8 @@ def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
     (Keyset paging only: a sweep moves no cursor until it is complete.)"""
     monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 40)  # one page per batch: many batches
     pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1"}  # one slice: cursor after each
+    # No quarantine: a refused record fails its batch (else it is set aside, tested below).
+    pages["SYNC_MAX_QUARANTINE"] = "0"
     with make_world(database_url, tmp_path, SimulatorConfig(records=300), **pages) as world:
         assert world.settings.sync_writers == 2
         source = world.dump("orders")
@@ -402,25 +406,30 @@ def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
         assert stored is not None and stored <= parse_timestamp(refused["updated_at"])
         below = [r["id"] for r in source if parse_timestamp(r["updated_at"]) < stored]
         assert below and all(i in loaded for i in below)
-        with world.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "DROP TRIGGER refuse ON rr_orders"
-                if conn.dialect.name == "postgresql"
-                else "DROP TRIGGER refuse"
-            )
+        _drop_refusing_trigger(world)
         assert sync(world, "orders").ok
         assert_matches_source(world, "orders")
 
 
-def _refusing_trigger(dialect: str, record_id: str) -> list[str]:
+def _drop_refusing_trigger(world: World) -> None:
+    with world.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER refuse ON rr_orders"
+            if conn.dialect.name == "postgresql"
+            else "DROP TRIGGER refuse"
+        )
+
+
+def _refusing_trigger(dialect: str, record_id: str, sleep: bool = True) -> list[str]:
     if dialect == "sqlite":
         return [
             f"CREATE TRIGGER refuse BEFORE INSERT ON rr_orders WHEN NEW.id = '{record_id}' "
             "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
         ]
+    pause = "PERFORM pg_sleep(1); " if sleep else ""
     return [
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-        f"IF NEW.id = '{record_id}' THEN PERFORM pg_sleep(1); "
+        f"IF NEW.id = '{record_id}' THEN {pause}"
         "RAISE EXCEPTION 'refused by the test'; END IF; "
         "RETURN NEW; END $$",
         "CREATE TRIGGER refuse BEFORE INSERT ON rr_orders FOR EACH ROW EXECUTE FUNCTION refuse()",
@@ -505,3 +514,114 @@ def test_a_token_endpoint_outage_stops_the_run_and_every_process(
         row = read_credential(world.engine, "default")
         assert row is not None and row.refresh_failures == 0
         assert row.refresh_blocked_until is None
+
+
+def _only(resource: str, size: int) -> dict[str, int]:
+    return {name: size if name == resource else 0 for name in RESOURCES}
+
+
+def _quarantined(world: World) -> dict[str, dict[str, object]]:
+    with world.engine.connect() as conn:
+        found = conn.execute(sa.select(quarantine)).mappings().all()
+    return {str(row["key"]): dict(row) for row in found}
+
+
+def test_poison_records_are_quarantined_and_the_rest_syncs(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue 13, item 5: 3 poison records among 2,000 orders. The other 1,997 sync, the run
+    succeeds, `rosesync status` shows the 3, and the next run fetches them again by id."""
+    postgres = database_url.startswith("postgresql")
+    kinds = ("nul" if postgres else "number_updated_at", "surrogate", "yesterday")
+    config = SimulatorConfig(records_by_resource=_only("orders", 2000), poison={"orders": kinds})
+    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+        poisoned = world.sim.poisoned("orders")
+        result = sync(world, "orders")
+        assert result.ok, result.run.error
+        assert result.run.error is None
+        rows = warehouse_rows(world.engine, "orders")
+        source = {r["id"]: r for r in world.dump("orders")}
+        assert set(rows) == set(source) - set(poisoned) and len(rows) == 1997
+        for record_id, row in rows.items():
+            assert row["data"] == source[record_id]
+
+        held = _quarantined(world)
+        assert set(held) == set(poisoned)
+        reasons = {key: str(row["reason"]) for key, row in held.items()}
+        assert "\\u0000" in reasons[poisoned[0]] or "is 1700000000" in reasons[poisoned[0]]
+        assert "surrogate" in reasons[poisoned[1]]
+        assert "'yesterday' is not an ISO-8601 timestamp" in reasons[poisoned[2]]
+        for row in held.values():
+            assert row["record_id"] in poisoned and row["first_seen"] <= row["last_seen"]
+            assert '"id":"' + str(row["record_id"]) + '"' in str(row["raw"])
+        assert quarantine_counts(world.engine) == {"orders": 3}
+
+        report = build_status(world.settings, world.engine).as_dict()
+        assert {r["resource"]: r["quarantined"] for r in report["resources"]}["orders"] == 3
+        clean = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
+        shown = subprocess.run(
+            [sys.executable, "-m", "worker", "status"],
+            env={**clean, **world.env},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        header, orders = (
+            [cell.strip() for cell in line.split("  ") if cell.strip()]
+            for line in shown.stdout.splitlines()
+            if line.startswith(("resource ", "orders "))
+        )
+        assert orders[header.index("quarantined")] == "3"
+
+        # The next run asks for each again by id: still poison, so still held, seen again.
+        again = sync(world, "orders")
+        assert again.ok, again.run.error
+        assert again.run.requests >= 3
+        later = _quarantined(world)
+        assert set(later) == set(poisoned)
+        assert all(row["last_seen"] > held[key]["last_seen"] for key, row in later.items())
+        assert all(row["first_seen"] == held[key]["first_seen"] for key, row in later.items())
+
+
+def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses one record of a batch (a trigger): the batch is split until that
+    record is found, everything else commits, and once the database takes it again the next
+    incremental run's fetch by id stores it and empties the quarantine."""
+    config = SimulatorConfig(records_by_resource=_only("orders", 300))
+    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+        refused = world.dump("orders")[123]
+        with world.engine.begin() as conn:
+            for statement in _refusing_trigger(conn.dialect.name, refused["id"], sleep=False):
+                conn.exec_driver_sql(statement)
+        result = sync(world, "orders")
+        assert result.ok, result.run.error
+        rows = warehouse_rows(world.engine, "orders")
+        assert len(rows) == 299 and refused["id"] not in rows
+        (held,) = _quarantined(world).values()
+        assert held["record_id"] == refused["id"]
+        assert str(held["reason"]).startswith("the database refused it: ")
+        assert "refused by the test" in str(held["reason"])
+        assert "\n" not in str(held["reason"])
+        _drop_refusing_trigger(world)
+        again = sync(world, "orders")
+        assert again.ok, again.run.error
+        assert _quarantined(world) == {}
+        assert_matches_source(world, "orders")
+
+
+def test_more_poison_than_sync_max_quarantine_fails_the_resource(
+    database_url: str, tmp_path: Path
+) -> None:
+    kinds = ("no_updated_at", "null_updated_at", "yesterday")
+    config = SimulatorConfig(records_by_resource=_only("orders", 200), poison={"orders": kinds})
+    env = {**SMALL_PAGES, "SYNC_MAX_QUARANTINE": "2"}
+    with make_world(database_url, tmp_path, config, **env) as world:
+        result = sync(world, "orders")
+        assert not result.ok and isinstance(result.error, QuarantineFull)
+        error = result.run.error or ""
+        assert "more than SYNC_MAX_QUARANTINE=2 allows" in error and "\n" not in error
+        assert len(_quarantined(world)) <= 2
