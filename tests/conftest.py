@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,6 +29,21 @@ AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak", action="store_true", help="run the soak/fault tests over every seed")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis: a modest, repeatable set of examples for `make test`; many more, new ones each
+    time, under --soak (`make soak`). No example database: nothing is written to the tree."""
+    from hypothesis import HealthCheck, settings
+
+    common: dict[str, Any] = {
+        "deadline": None,  # a noisy shared machine: time is never the property
+        "database": None,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+    }
+    settings.register_profile("rosesync", max_examples=25, derandomize=True, **common)
+    settings.register_profile("rosesync-soak", max_examples=400, **common)
+    settings.load_profile("rosesync-soak" if config.getoption("--soak") else "rosesync")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -44,7 +44,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 def sqlite_timestamp(value: datetime) -> str:
     """A UTC datetime in the text form :class:`UTCDateTime` uses on SQLite (for bulk paths)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat, not strftime: glibc's %Y does not pad years before 1000 (found by the
+    # property test, issue 13), which breaks both the fixed width and reading the value back.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 metadata = sa.MetaData()
