@@ -122,6 +122,11 @@ class WarehouseUnavailable(TransientError):
     """The database behind DATABASE_URL refused or dropped the connection mid-run."""
 
 
+class WarehouseFull(WarehouseUnavailable):
+    """The warehouse's disk (or its size limit) is full: transient, since freeing space fixes
+    it without any change to rosesync (issue 13, item 8)."""
+
+
 class LeaseLost(TransientError):
     """Another process took over a lease this one thought it held; stop writing at once."""
 

@@ -183,7 +183,7 @@ def retrying(
     return Retrying(
         # Unreachable: a refused connection is refused again a second later (issue 17).
         retry=retry_if_exception_type(TransientError)
-        & retry_if_not_exception_type(Unreachable | RefreshBlocked),
+        & retry_if_not_exception_type((Unreachable, RefreshBlocked)),
         stop=stop_after_attempt(min(attempts or tries, tries)),
         wait=wait,
         before_sleep=before_sleep,

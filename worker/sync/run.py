@@ -59,6 +59,7 @@ from worker.sync.commits import Committer, Covered
 from worker.sync.lease import Lease
 from worker.sync.reconcile import reconcile, sweep_deletions
 from worker.warehouse import leases as lease_rows
+from worker.warehouse.db import disk_full, is_disk_full
 from worker.warehouse.load import Loader
 from worker.warehouse.rows import Row
 from worker.warehouse.runs import (
@@ -137,10 +138,14 @@ def sync_resource(
                 return SyncResult(run.finish("failed", str(exc)), exc)
             except sa.exc.OperationalError as exc:  # the database went away: worth a retry
                 log.error("%s: run %s lost the warehouse: %s", resource.name, run_id, exc)
-                error = WarehouseUnavailable(
-                    f"{resource.name}: the database at DATABASE_URL failed mid-run "
-                    f"({exc.orig.__class__.__name__ if exc.orig else 'error'}); the next run "
-                    "resumes from the last committed page"
+                error = (
+                    disk_full(engine, exc, resource.name)
+                    if is_disk_full(exc)
+                    else WarehouseUnavailable(
+                        f"{resource.name}: the database at DATABASE_URL failed mid-run "
+                        f"({exc.orig.__class__.__name__ if exc.orig else 'error'}); the next "
+                        "run resumes from the last committed page"
+                    )
                 )
                 return SyncResult(run.finish("failed", str(error)), error)
             except Exception as exc:  # a bug, or a library error we did not map: record it

@@ -14,14 +14,16 @@ Read-only work uses :func:`reader`, which begins a plain deferred transaction in
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from worker.errors import ConfigError, RoseSyncError, Unreachable
+from worker.errors import ConfigError, RoseSyncError, Unreachable, WarehouseFull
 from worker.logs import redact, safe_url
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -157,6 +159,30 @@ def _tune_sqlite(engine: Engine) -> None:
 def reader(engine: Engine) -> Engine:
     """The same engine, for read-only transactions (no write lock on SQLite)."""
     return engine.execution_options(**{_READONLY: True})
+
+
+# SQLSTATE class 53, insufficient resources: 53100 disk_full ("could not extend file"),
+# 53200 out of memory, 53300 too many connections. Only disk_full is the disk.
+_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full" (SQLITE_FULL, also a PRAGMA max_page_count reached)
+    or PostgreSQL's disk_full, raw from the driver or wrapped by SQLAlchemy."""
+    orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(orig, psycopg.Error) and orig.sqlstate == _DISK_FULL
+
+
+def disk_full(engine: Engine, exc: BaseException, what: str) -> WarehouseFull:
+    """The one-line report of a full disk: which database, and what to do."""
+    where = engine.url.render_as_string(hide_password=True)
+    return WarehouseFull(
+        f"{what}: the warehouse database is out of disk space ({where}); free space or "
+        "enlarge its volume (on SQLite also check PRAGMA max_page_count), and the next run "
+        "resumes from the last committed page"
+    )
 
 
 def is_postgres(bind: Engine | sa.Connection) -> bool:

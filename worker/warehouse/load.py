@@ -46,7 +46,7 @@ from worker.logs import redact
 from worker.source.records import Record
 from worker.source.resources import Resource
 from worker.warehouse import quarantine
-from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader
 from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
 from worker.warehouse.schema import resource_tables
@@ -174,6 +174,21 @@ class Loader:
         (None: leave it), and the rows and pages counted into the run. Poison rows, and the
         rows the database refuses, are quarantined in the same transaction (module doc);
         :class:`~worker.errors.QuarantineFull` when the run has set aside too many."""
+        try:
+            self._commit_or_quarantine(rows, pages, cursor, stats, fence)
+        except Exception as exc:
+            if is_disk_full(exc):  # issue 13, item 8: say so, as a transient failure
+                raise disk_full(self.engine, exc, self.resource.name) from None
+            raise
+
+    def _commit_or_quarantine(
+        self,
+        rows: Sequence[Row],
+        pages: int,
+        cursor: Callable[[], datetime | None],
+        stats: dict[str, int],
+        fence: Fence,
+    ) -> None:
         poison = [row for row in rows if type(row) is Poison]
         good = [row for row in rows if type(row) is not Poison] if poison else rows
         try:

@@ -6,21 +6,30 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from config.settings import ENVIRONMENT_VARIABLES
 from tests.support import World, assert_matches_source, make_world, warehouse_rows
 from worker.clock import format_timestamp, parse_timestamp, utcnow
-from worker.errors import MalformedResponse, QuarantineFull, RefreshBlocked
+from worker.errors import (
+    MalformedResponse,
+    QuarantineFull,
+    RefreshBlocked,
+    TransientError,
+    WarehouseFull,
+)
 from worker.ops.status import build_status
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.source.api import RoseRocketClient
@@ -29,6 +38,7 @@ from worker.source.resources import REGISTRY
 from worker.sync.run import SyncResult, sync_resource
 from worker.sync.strategy import probe_resources
 from worker.warehouse.credentials import read as read_credential
+from worker.warehouse.db import is_disk_full
 from worker.warehouse.quarantine import counts as quarantine_counts
 from worker.warehouse.runs import recent_runs
 from worker.warehouse.schema import credentials, quarantine, state
@@ -520,7 +530,7 @@ def _only(resource: str, size: int) -> dict[str, int]:
     return {name: size if name == resource else 0 for name in RESOURCES}
 
 
-def _quarantined(world: World) -> dict[str, dict[str, object]]:
+def _quarantined(world: World) -> dict[str, dict[str, Any]]:
     with world.engine.connect() as conn:
         found = conn.execute(sa.select(quarantine)).mappings().all()
     return {str(row["key"]): dict(row) for row in found}
@@ -625,3 +635,46 @@ def test_more_poison_than_sync_max_quarantine_fails_the_resource(
         error = result.run.error or ""
         assert "more than SYNC_MAX_QUARANTINE=2 allows" in error and "\n" not in error
         assert len(_quarantined(world)) <= 2
+
+
+def test_a_full_disk_is_reported_as_one_and_is_transient(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Issue 13, item 8: SQLite's size limit (PRAGMA max_page_count, as a full disk would)
+    stops the run with one line naming the database and what to do; the Celery task retries
+    it (transient), and once there is room the next run completes."""
+    config = SimulatorConfig(records_by_resource=_only("orders", 1500))
+    with make_world(sqlite_url, tmp_path, config, **SMALL_PAGES) as world:
+        with world.engine.connect() as conn:
+            pages = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+
+        def cap(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute(f"PRAGMA max_page_count={pages + 20}")
+
+        sa.event.listen(world.engine, "connect", cap)
+        world.engine.dispose()  # every connection from now on has the cap
+        result = sync(world, "orders")
+        assert isinstance(result.error, WarehouseFull)
+        assert isinstance(result.error, TransientError)
+        error = result.run.error or ""
+        assert result.run.status == "failed" and "\n" not in error
+        assert "out of disk space" in error and str(tmp_path / "warehouse.db") in error
+        assert "free space" in error and "OperationalError" not in error
+
+        sa.event.remove(world.engine, "connect", cap)
+        world.engine.dispose()
+        assert sync(world, "orders").ok
+        assert_matches_source(world, "orders")
+
+
+@pytest.mark.parametrize(
+    ("error", "full"),
+    [
+        (psycopg.errors.DiskFull('could not extend file "base/1/2": No space left'), True),
+        (psycopg.errors.OutOfMemory("out of memory"), False),
+        (sqlite3.OperationalError("database is locked"), False),
+    ],
+)
+def test_which_errors_are_a_full_disk(error: Exception, full: bool) -> None:
+    assert is_disk_full(error) is full
+    assert is_disk_full(sa.exc.OperationalError("COMMIT", {}, error)) is full
