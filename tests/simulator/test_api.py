@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import uuid
 from collections import Counter
@@ -338,3 +339,28 @@ def test_large_dataset_builds_and_pages(make_sim: MakeSim, make_client: ClientFa
     body = client.api("orders", token, limit=200, offset=19_900).json()
     assert body["total"] == 20_000 and len(body["orders"]) == 100
     assert body["orders"] == simulator.dump("orders")[19_900:]
+
+
+def test_poison_records_are_served_as_planted(make_sim: MakeSim,
+                                              make_client: ClientFactory) -> None:
+    """SimulatorConfig.poison (issue 13): one record per kind, in its place in the order, with
+    exactly the text an API would send, by list and by id; live mutation copes with them."""
+    kinds = ("nul", "surrogate", "no_updated_at", "null_updated_at", "number_updated_at",
+             "yesterday")
+    sim = make_sim(records_by_resource={"orders": 30}, poison={"orders": kinds})
+    client = make_client(sim)
+    token = client.login()["access_token"]
+    planted = sim.poisoned("orders")
+    assert len(set(planted)) == len(kinds)
+    body = client.api("orders", token, limit=200).content
+    assert len(json.loads(body)["orders"]) == 30 and b"before\\u0000after" in body
+    assert b"half a pair: \\ud800" in body
+    spoiled = {record_id: client.api(f"orders/{record_id}", token).json()["order"]
+               for record_id in planted}
+    nul, surrogate, missing, null, number, word = (spoiled[i] for i in planted)
+    assert nul["poison"] == "before\x00after" and surrogate["poison"] == "half a pair: \ud800"
+    assert "updated_at" not in missing and null["updated_at"] is None
+    assert number["updated_at"] == 1_700_000_000 and word["updated_at"] == "yesterday"
+    assert {r["id"] for r in sim.dump("orders")} >= set(planted)
+    sim.mutate(200, resource="orders")  # updates, creates and deletes: poison included
+    assert len(sim.dump("orders")) > 0

@@ -70,6 +70,9 @@ def test_url_before_start_is_an_error() -> None:
     {"token_rate_limit": (0, 1.0)},
     {"port": 70000},
     {"client_secret": ""},
+    {"poison": {"trucks": ("nul",)}},
+    {"poison": {"orders": ("arsenic",)}},
+    {"records": 1, "poison": {"orders": ("nul", "yesterday")}},
 ])
 def test_invalid_configuration_is_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="invalid SimulatorConfig"):

@@ -39,7 +39,9 @@ from worker.sync.run import SyncResult, sync_resource
 from worker.sync.strategy import probe_resources
 from worker.warehouse.credentials import read as read_credential
 from worker.warehouse.db import is_disk_full
+from worker.warehouse.quarantine import add as add_to_quarantine
 from worker.warehouse.quarantine import counts as quarantine_counts
+from worker.warehouse.rows import Poison
 from worker.warehouse.runs import recent_runs
 from worker.warehouse.schema import credentials, quarantine, state
 
@@ -593,6 +595,14 @@ def test_poison_records_are_quarantined_and_the_rest_syncs(
         assert set(later) == set(poisoned)
         assert all(row["last_seen"] > held[key]["last_seen"] for key, row in later.items())
         assert all(row["first_seen"] == held[key]["first_seen"] for key, row in later.items())
+
+        # A complete full run releases what it no longer sees (gone at the source), and only it.
+        gone = Poison("gone-at-the-source", '{"id":"gone-at-the-source"}', "a test")
+        with world.engine.begin() as conn:
+            add_to_quarantine(conn, "orders", "default", [gone], utcnow() - timedelta(hours=1))
+        assert quarantine_counts(world.engine) == {"orders": 4}
+        assert sync(world, "orders", full=True).ok
+        assert set(_quarantined(world)) == set(poisoned)
 
 
 def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads(
