@@ -196,6 +196,8 @@ class KeysetPager:
         return None if usable is None else self.updated_at(usable)
 
     def updated_at(self, record: Record) -> datetime:
+        if record.stamp is not None:  # read by the decoder already
+            return record.stamp
         if record.updated is None:
             raise MalformedResponse(
                 f"{self.resource.name}: record {record.id!r} has no "

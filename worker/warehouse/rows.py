@@ -117,6 +117,13 @@ def sqlite_time(value: Any) -> str:
         # The shape alone let "2024-13-45T99:99:99.999Z" through, stored as text nothing can
         # read back (found by the property test, issue 13); checking costs about 0.2 us.
         datetime.fromisoformat(value)
+    return _sqlite_checked(value)
+
+
+def _sqlite_checked(value: str) -> str:
+    """:func:`sqlite_time` of a timestamp known to be valid: the cursor field, which the
+    decoder has read (``Record.problem``)."""
+    if _canonical(value):
         return f"{value[:10]} {value[11:23]}000"
     return sqlite_timestamp(parse_timestamp(value))
 
@@ -159,7 +166,7 @@ class RowBuilder:
     def __init__(self, resource: Resource, postgres: bool) -> None:
         self.resource = resource
         converters = _POSTGRES if postgres else _SQLITE
-        self._time = converters["timestamp"]
+        self._time: Convert = postgres_time if postgres else _sqlite_checked  # cursor field
         self._stamp: Callable[[datetime], Any] = _unchanged if postgres else sqlite_timestamp
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
@@ -181,9 +188,12 @@ class RowBuilder:
     def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
+        postgres = self._postgres
         for record in records:
             problem = record.problem
-            if problem is None and self._postgres and "\\u" in record.raw:
+            # One character, not "\\u": CPython finds a single character with memchr, where a
+            # longer needle in a non-ASCII string costs about 2.5 us a record (measured).
+            if problem is None and self._postgres and "\\" in record.raw:
                 problem = self._postgres_problem(record.raw)
             if problem is not None:
                 rows.append(Poison(record.id or None, record.raw, problem))
@@ -197,8 +207,10 @@ class RowBuilder:
                         self._report(column, record.id, exc)
                         value = None
                 row.append(value)
-            # the pager has checked the cursor field of every record it delivers
-            row += (record.raw, self._time(record.updated), synced_value, None)
+            # the decoder has read the cursor field of every record without a problem
+            stamp = record.stamp
+            cursor = stamp if stamp is not None and postgres else self._time(record.updated)
+            row += (record.raw, cursor, synced_value, None)
             rows.append(tuple(row))
         return rows
 
