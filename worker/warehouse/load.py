@@ -174,45 +174,35 @@ class Loader:
         (None: leave it), and the rows and pages counted into the run. Poison rows, and the
         rows the database refuses, are quarantined in the same transaction (module doc);
         :class:`~worker.errors.QuarantineFull` when the run has set aside too many."""
+        poison = [row for row in rows if type(row) is Poison]
+        good = [row for row in rows if type(row) is not Poison] if poison else rows
         try:
-            self._commit_or_quarantine(rows, pages, cursor, stats, fence)
+            try:
+                self._commit(good, poison, len(rows), pages, cursor, stats, fence)
+            except Exception as exc:
+                why = refusal(exc)
+                refused = self._refused(good, why) if why is not None and good else []
+                if not refused:
+                    raise
+                log.warning(
+                    "%s: the database refused %d of %d record(s) of a batch; quarantined them "
+                    "(first: %s)",
+                    self.resource.name,
+                    len(refused),
+                    len(good),
+                    refused[0][1],
+                )
+                gone = {id(row) for row, _ in refused}
+                kept = [row for row in good if id(row) not in gone]
+                poison += [
+                    Poison(row[0], row[self._data], f"the database refused it: {reason}")
+                    for row, reason in refused
+                ]
+                self._commit(kept, poison, len(rows), pages, cursor, stats, fence)
         except Exception as exc:
             if is_disk_full(exc):  # issue 13, item 8: say so, as a transient failure
                 raise disk_full(self.engine, exc, self.resource.name) from None
             raise
-
-    def _commit_or_quarantine(
-        self,
-        rows: Sequence[Row],
-        pages: int,
-        cursor: Callable[[], datetime | None],
-        stats: dict[str, int],
-        fence: Fence,
-    ) -> None:
-        poison = [row for row in rows if type(row) is Poison]
-        good = [row for row in rows if type(row) is not Poison] if poison else rows
-        try:
-            self._commit(good, poison, len(rows), pages, cursor, stats, fence)
-        except Exception as exc:
-            why = refusal(exc)
-            refused = self._refused(good, why) if why is not None and good else []
-            if not refused:
-                raise
-            log.warning(
-                "%s: the database refused %d of %d record(s) of a batch; quarantined them "
-                "(first: %s)",
-                self.resource.name,
-                len(refused),
-                len(good),
-                refused[0][1],
-            )
-            gone = {id(row) for row, _ in refused}
-            kept = [row for row in good if id(row) not in gone]
-            poison += [
-                Poison(row[0], row[self._data], f"the database refused it: {reason}")
-                for row, reason in refused
-            ]
-            self._commit(kept, poison, len(rows), pages, cursor, stats, fence)
 
     def _commit(
         self,

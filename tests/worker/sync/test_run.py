@@ -503,16 +503,7 @@ def test_a_token_endpoint_outage_stops_the_run_and_every_process(
         error = results[0].run.error or ""
         assert "no rosesync process asks for a token before" in error and "\n" not in error
 
-        clean = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
-        second = subprocess.run(
-            [sys.executable, "-m", "worker", "sync", "orders"],
-            env={**clean, **world.env},
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        second = _rosesync(world, tmp_path, "sync", "orders")
         assert second.returncode == 1
         assert "no rosesync process asks for a token before" in second.stderr
         assert world.sim.counters()["token_requests"] - before <= 3
@@ -526,6 +517,20 @@ def test_a_token_endpoint_outage_stops_the_run_and_every_process(
         row = read_credential(world.engine, "default")
         assert row is not None and row.refresh_failures == 0
         assert row.refresh_blocked_until is None
+
+
+def _rosesync(world: World, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own, pointed at the world."""
+    clean = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env={**clean, **world.env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _only(resource: str, size: int) -> dict[str, int]:
@@ -570,16 +575,8 @@ def test_poison_records_are_quarantined_and_the_rest_syncs(
 
         report = build_status(world.settings, world.engine).as_dict()
         assert {r["resource"]: r["quarantined"] for r in report["resources"]}["orders"] == 3
-        clean = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT_VARIABLES}
-        shown = subprocess.run(
-            [sys.executable, "-m", "worker", "status"],
-            env={**clean, **world.env},
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        shown = _rosesync(world, tmp_path, "status")
+        assert shown.returncode == 0, shown.stderr
         header, orders = (
             [cell.strip() for cell in line.split("  ") if cell.strip()]
             for line in shown.stdout.splitlines()
