@@ -544,13 +544,15 @@ def _quarantined(world: World) -> dict[str, dict[str, Any]]:
 
 
 def test_poison_records_are_quarantined_and_the_rest_syncs(
-    database_url: str, tmp_path: Path
+    database_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     """Issue 13, item 5: 3 poison records among 2,000 orders. The other 1,997 sync, the run
     succeeds, `rosesync status` shows the 3, and the next run fetches them again by id."""
     postgres = database_url.startswith("postgresql")
     kinds = ("nul" if postgres else "number_updated_at", "surrogate", "yesterday")
-    config = SimulatorConfig(records_by_resource=_only("orders", 2000), poison={"orders": kinds})
+    config = SimulatorConfig(
+        records_by_resource=_only("orders", 2000), poison={"orders": kinds}, profile=api_profile
+    )
     with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
         poisoned = world.sim.poisoned("orders")
         result = sync(world, "orders")
@@ -603,12 +605,12 @@ def test_poison_records_are_quarantined_and_the_rest_syncs(
 
 
 def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     """The database refuses one record of a batch (a trigger): the batch is split until that
     record is found, everything else commits, and once the database takes it again the next
     incremental run's fetch by id stores it and empties the quarantine."""
-    config = SimulatorConfig(records_by_resource=_only("orders", 300))
+    config = SimulatorConfig(records_by_resource=_only("orders", 300), profile=api_profile)
     with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
         refused = world.dump("orders")[123]
         with world.engine.begin() as conn:
@@ -631,10 +633,12 @@ def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads
 
 
 def test_more_poison_than_sync_max_quarantine_fails_the_resource(
-    database_url: str, tmp_path: Path
+    database_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     kinds = ("no_updated_at", "null_updated_at", "yesterday")
-    config = SimulatorConfig(records_by_resource=_only("orders", 200), poison={"orders": kinds})
+    config = SimulatorConfig(
+        records_by_resource=_only("orders", 200), poison={"orders": kinds}, profile=api_profile
+    )
     env = {**SMALL_PAGES, "SYNC_MAX_QUARANTINE": "2"}
     with make_world(database_url, tmp_path, config, **env) as world:
         result = sync(world, "orders")
