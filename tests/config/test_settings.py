@@ -117,6 +117,7 @@ BAD_VALUES = [
     ("SYNC_ENDPOINTS", "orders=api/v1/orders", "RESOURCE=/path"),
     ("SYNC_ENDPOINTS", "orders=/api/v1/o:orders", "RESOURCE=/path"),
     ("SYNC_WRITERS", "9", "1 to 8"),
+    ("SYNC_MAX_QUARANTINE", "-1", "0 or more"),
     ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
     ("SYNC_TIME_LIMIT", "x", "whole number"),
     ("SYNC_MAX_RETRIES", "many", "whole number"),
