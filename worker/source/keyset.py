@@ -110,6 +110,9 @@ class KeysetPager:
         ``delivered``: ids at exactly ``part.lower`` that the caller already has."""
         start = part.lower
         delivered_at_start = set(delivered)  # ids delivered whose updated_at == start
+        # Records without a position (Record.problem) read since ``start`` last moved: skipped
+        # by offset like ties, or a page holding only those would be read again and again.
+        positionless = 0
         stalled = False
         page = first
         offset = 0
@@ -117,7 +120,7 @@ class KeysetPager:
             if page is None:
                 # Ties at `start` come back first: skip them by id, or by offset when a burst
                 # of equal timestamps (a bulk import) would otherwise fill the page.
-                ties = len(delivered_at_start)
+                ties = len(delivered_at_start) + positionless
                 offset = ties if stalled or ties >= self.page_size // 2 else 0
                 page = self._page(start, part.upper, offset=offset, limit=self.page_size)
             records: list[Record] = []
@@ -127,6 +130,7 @@ class KeysetPager:
             for record in page.records:
                 if record.problem is not None:  # no position to take from it (issue 13):
                     records.append(record)  # the loader quarantines it
+                    positionless += 1
                     continue
                 if beyond:
                     continue
@@ -162,14 +166,14 @@ class KeysetPager:
                 if last == start:
                     delivered_at_start |= same
                 else:
-                    start, delivered_at_start = last, same
+                    start, delivered_at_start, positionless = last, same, 0
             position = (start, frozenset(delivered_at_start))
             with self._lock:
                 self._reached[part.index] = position
             yield Chunk(part.index, records, *position, done)
             if done:
                 return
-            if not keyed and stalled:
+            if not records and stalled:
                 raise OrderViolated(
                     f"{self.resource.name}: paging made no progress at {start}; the API's "
                     "order is not stable"

@@ -689,3 +689,16 @@ def test_a_full_disk_is_reported_as_one_and_is_transient(
 def test_which_errors_are_a_full_disk(error: Exception, full: bool) -> None:
     assert is_disk_full(error) is full
     assert is_disk_full(sa.exc.OperationalError("COMMIT", {}, error)) is full
+
+
+def test_a_page_holding_only_poison_is_paged_past(database_url: str, tmp_path: Path) -> None:
+    """A poison record has no position to page from: a page holding nothing else (one record a
+    page here) is stepped over by offset, not taken for paging that makes no progress."""
+    kinds = ("yesterday", "surrogate")
+    config = SimulatorConfig(records_by_resource=_only("orders", 30), poison={"orders": kinds})
+    pages = {"SYNC_PAGE_SIZE": "1", "SYNC_CONCURRENCY": "1", "SYNC_STRATEGY": "keyset"}
+    with make_world(database_url, tmp_path, config, **pages) as world:
+        result = sync(world, "orders")
+        assert result.ok, result.run.error
+        assert set(_quarantined(world)) == set(world.sim.poisoned("orders"))
+        assert len(warehouse_rows(world.engine, "orders")) == 28
