@@ -37,6 +37,7 @@ from worker.errors import (
     RefreshBlocked,
     RoseSyncError,
     TransientError,
+    Unreachable,
 )
 from worker.logs import register_secret
 from worker.source.http import retrying
@@ -343,8 +344,8 @@ class CredentialStore:
         started = utcnow()
         try:
             return policy(self._attempt, wanted, keep_valid)
-        except RefreshBlocked:
-            raise
+        except (RefreshBlocked, Unreachable):  # nothing listens there: one request, no storm,
+            raise  # and the fix is a setting (issue 17), not a wait
         except TransientError as exc:
             raise self._block(exc, started) from None
 
