@@ -3,8 +3,9 @@
 What changes state (issue 17):
 
 - a credential turns ``reauth_required`` (and, once bootstrapped again, works again);
-- a resource's runs have failed ``ALERT_AFTER_FAILURES`` times in a row (and, after that, one
-  succeeds again). A single failure, retried successfully, alerts nobody.
+- a resource's scheduled syncs have failed ``ALERT_AFTER_FAILURES`` times in a row (and, after
+  that, one succeeds again). A sync is a Celery task with its retries, judged by its last attempt
+  (``warehouse.alerts.failure_streak``): a failure retried successfully alerts nobody.
 
 The state lives in the database (``rrsync_alerts``), and :func:`transition` lets exactly one
 process move it, so several workers noticing the same failure send one alert between them. A
@@ -83,13 +84,14 @@ def review_sync(settings: Settings, engine: Engine, resource: str, org: str) -> 
     if streak >= limit:
         last = recent_runs(engine, resource, limit=1)
         error = last[0].error if last and last[0].error else "no error recorded"
+        times = "once" if streak == 1 else f"{streak} times"
         return _announce(
             settings,
             engine,
             Alert(
                 subject,
-                f"rosesync: {resource} has failed {streak} times in a row",
-                f"The sync of {resource} (org {org}) failed {streak} times in a row. "
+                f"rosesync: {resource} has failed {times} in a row",
+                f"The sync of {resource} (org {org}) failed {times} in a row. "
                 f"Last error: {error}. `rosesync status` shows the runs.",
                 recovery=False,
             ),

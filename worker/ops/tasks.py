@@ -115,10 +115,14 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
         task_id=self.request.id,
         stop=shutting_down,
     )
-    if not isinstance(result.error, Interrupted):
-        review_quietly(settings, engine, target.name, settings.credential_name)
     if isinstance(result.error, Interrupted):
         raise self.retry(exc=_redacted(result.error), countdown=5, max_retries=None)
+    retrying = (
+        isinstance(result.error, TransientError)
+        and self.request.retries < settings.sync_max_retries
+    )
+    if not retrying:  # a sync's outcome is its last attempt's (warehouse.alerts.failure_streak)
+        review_quietly(settings, engine, target.name, settings.credential_name)
     if isinstance(result.error, TransientError):
         delay = min(3600, settings.sync_retry_backoff_seconds * 2**self.request.retries)
         raise self.retry(

@@ -45,24 +45,40 @@ def transition(engine: Engine, subject: str, to: str, message: str | None = None
         return False
 
 
+_ATTEMPTS_PER_SYNC = 20
+
+
 def failure_streak(engine: Engine, resource: str, org: str, limit: int) -> int:
-    """How many of the resource's latest finished runs failed in a row (at most ``limit``);
-    skipped and interrupted runs neither break nor extend a streak."""
+    """How many of the resource's latest scheduled syncs failed in a row (at most ``limit``).
+
+    Only Celery's runs count (issue 17 alerts on scheduled syncs; an operator running
+    ``rosesync sync`` sees its outcome in the terminal), and a task's retries are one sync
+    whose last attempt decides: a sync that failed once, was retried and then succeeded is not
+    two failures. Skipped and interrupted runs neither break nor extend a streak."""
     query = (
-        sa.select(runs.c.status)
+        sa.select(runs.c.status, runs.c.task_id)
         .where(
             runs.c.resource == resource,
             runs.c.org == org,
+            runs.c.trigger == "celery",
             runs.c.status.in_(("succeeded", "failed", "abandoned")),
         )
         .order_by(runs.c.id.desc())
-        .limit(limit)
+        # enough attempts for `limit` syncs of any sane SYNC_MAX_RETRIES
+        .limit(limit * _ATTEMPTS_PER_SYNC)
     )
     with reader(engine).connect() as conn:
-        statuses = conn.execute(query).scalars().all()
+        attempts = conn.execute(query).all()
     streak = 0
-    for status in statuses:
+    counted: set[str] = set()
+    for status, task_id in attempts:  # newest first: a task's latest attempt comes first
+        if task_id is not None and task_id in counted:
+            continue
         if status == "succeeded":
             break
+        if task_id is not None:
+            counted.add(task_id)
         streak += 1
+        if streak == limit:
+            break
     return streak

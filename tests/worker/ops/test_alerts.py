@@ -4,6 +4,7 @@ webhook through apprise (issue 17, item 4)."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +27,19 @@ def world(database_url: str, tmp_path: Path, webhook: Webhook) -> Iterator[World
         yield made
 
 
-def run(world: World, resource: str = "partners") -> str:
-    return sync_resource(world.settings, world.engine, world.store, REGISTRY[resource]).run.status
+def run(
+    world: World, resource: str = "partners", task_id: str | None = None, trigger: str = "celery"
+) -> str:
+    """One scheduled sync (a Celery task's attempt: a new task unless ``task_id`` is given)."""
+    task_id = task_id or str(uuid.uuid4())
+    return sync_resource(
+        world.settings,
+        world.engine,
+        world.store,
+        REGISTRY[resource],
+        trigger=trigger,
+        task_id=task_id,
+    ).run.status
 
 
 def test_repeated_failures_alert_once_and_recovery_once(world: World, webhook: Webhook) -> None:
@@ -71,6 +83,28 @@ def test_a_single_failure_then_success_alerts_nobody(world: World, webhook: Webh
     review_sync(world.settings, world.engine, "partners", "default")
     assert run(world) == "succeeded"
     review_sync(world.settings, world.engine, "partners", "default")
+    assert webhook.messages() == []
+
+
+def test_the_retries_of_one_task_are_one_sync(world: World, webhook: Webhook) -> None:
+    """A task whose first attempts failed and whose retry succeeded failed zero times; two
+    failed attempts of one task are one failure, not two."""
+    world.sim.set_faults(FaultRule(kind="status", status=500, count=2))
+    task = str(uuid.uuid4())
+    assert run(world, task_id=task) == "failed"
+    assert run(world, task_id=task) == "failed"
+    assert review_sync(world.settings, world.engine, "partners", "default") is None
+    assert run(world, task_id=task) == "succeeded"
+    assert review_sync(world.settings, world.engine, "partners", "default") is None
+    assert webhook.messages() == []
+
+
+def test_syncs_run_by_hand_do_not_alert(world: World, webhook: Webhook) -> None:
+    """The operator who runs `rosesync sync` sees its outcome; alerts are about the schedule."""
+    world.sim.set_faults(FaultRule(kind="status", status=500))
+    assert run(world, trigger="cli") == "failed"
+    assert run(world, trigger="cli") == "failed"
+    assert review_sync(world.settings, world.engine, "partners", "default") is None
     assert webhook.messages() == []
 
 

@@ -21,7 +21,7 @@ from celery.contrib.testing.worker import start_worker
 
 from config.celery import make_app
 from config.settings import get_settings
-from tests.support import World, assert_matches_source, make_world
+from tests.support import Webhook, World, assert_matches_source, make_world
 from worker.logs import registered_secrets
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.warehouse.runs import recent_runs
@@ -356,3 +356,26 @@ def test_a_failing_sync_task_retries_a_bounded_number_of_times_but_not_a_revoked
             with pytest.raises(Exception, match="rosesync bootstrap"):
                 outcome.get(timeout=120)
         assert [r.status for r in recent_runs(world.engine, "partners")] == ["failed"]
+
+
+def test_a_sync_task_that_succeeds_on_its_retry_alerts_nobody(
+    sqlite_url: str, tmp_path: Path, activate: Callable[[World], Any], webhook: Webhook
+) -> None:
+    """Alerts review a sync's outcome, which is its last attempt's: with ALERT_AFTER_FAILURES=1
+    a first attempt that fails and a retry that succeeds is no failure (issue 17, item 4)."""
+    env = {
+        "SYNC_MAX_RETRIES": "2",
+        "SYNC_RETRY_BACKOFF_SECONDS": "1",
+        "HTTP_MAX_ATTEMPTS": "1",
+        "ALERT_URLS": webhook.url,
+        "ALERT_AFTER_FAILURES": "1",
+    }
+    with make_world(sqlite_url, tmp_path, **env) as world:
+        activate(world)
+        app = make_app(get_settings())
+        world.sim.set_faults(FaultRule(kind="status", status=503, retry_after=0, count=1))
+        with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+            outcome = app.send_task("rrsync.sync_resource", args=("bills",))
+            assert outcome.get(timeout=120)["status"] == "succeeded"
+        assert [r.status for r in recent_runs(world.engine, "bills")] == ["succeeded", "failed"]
+        assert webhook.messages() == []
