@@ -322,4 +322,20 @@ def status_text(report: StatusReport) -> str:
     else:
         source = "this shell's SYNC_SCHEDULE; no beat running"
     schedule = f"schedule: {report.schedule} (UTC, {source})"
-    return f"{tokens}\n\n{resources_table}\n\n{schedule}; next run {when(report.next_run)}"
+    text = f"{tokens}\n\n{resources_table}\n\n{schedule}; next run {when(report.next_run)}"
+    return text + drift_text(report)
+
+
+DRIFT_LINES = 20  # the most recent changes shown; the table holds them all
+
+
+def drift_text(report: StatusReport) -> str:
+    """Schema drift (issue 14, item 2), most recently seen first; nothing when there is none."""
+    if not report.drift:
+        return ""
+    shown = [f"  {change.describe()}" for change in report.drift[:DRIFT_LINES]]
+    more = len(report.drift) - DRIFT_LINES
+    if more > 0:
+        shown.append(f"  ... and {more} more: the rrsync_drift table has them all")
+    heading = "schema drift (recorded, nothing changed; update the registry to keep a change):"
+    return "\n\n" + "\n".join([heading, *shown])

@@ -1,0 +1,95 @@
+"""worker/warehouse/drift.py on SQLite and PostgreSQL: the baseline, what counts as drift and
+what does not, and keys no database would take as they came (issue 14, item 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from worker.clock import utcnow
+from worker.source.fields import printable
+from worker.source.resources import REGISTRY
+from worker.warehouse import connect, drift
+from worker.warehouse.drift import VANISH_SAMPLE
+
+CUSTOMERS = REGISTRY["customers"]
+# what a customer's records hold: the registry's paths and one more
+BASE = {
+    "id": {"string"},
+    "updated_at": {"string"},
+    "full_id": {"string"},
+    "name": {"string"},
+    "currency": {"string", "null"},
+    "is_active": {"boolean"},
+    "created_at": {"string"},
+    "notes": {"null"},
+}
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    made = connect(database_url)
+    yield made
+    made.dispose()
+
+
+def run(
+    engine: Engine,
+    seen: dict[str, set[str]],
+    run_id: int,
+    sampled: int = VANISH_SAMPLE,
+    complete: bool = True,
+) -> set[tuple[str, str, str]]:
+    now = utcnow() + timedelta(seconds=run_id)
+    found = drift.record(engine, CUSTOMERS, "default", run_id, seen, sampled, {}, now, complete)
+    return {(d.path, d.change, d.detail) for d in found}
+
+
+def test_the_first_run_sets_the_baseline_then_changes_are_recorded_once(engine: Engine) -> None:
+    assert run(engine, BASE, 1) == set()
+    assert run(engine, BASE, 2) == set()
+    changed = {**BASE, "full_id": {"number"}, "notes": {"string"}, "tier": {"string"}}
+    del changed["name"]
+    assert run(engine, changed, 3) == {
+        ("full_id", "type", "string -> number"),
+        ("tier", "added", "string"),
+        ("name", "vanished", f"typed column name; {VANISH_SAMPLE} records sampled"),
+    }  # notes: null before, a string now: a value appeared, not a type change
+    # the baseline learnt the new shape; the vanished field is reported again while it is gone
+    assert run(engine, changed, 4) == {
+        ("name", "vanished", f"typed column name; {VANISH_SAMPLE} records sampled")
+    }
+    recorded = {(d.path, d.change): d for d in drift.listed(engine)}
+    assert recorded[("name", "vanished")].count == 2
+    assert recorded[("name", "vanished")].run_id == 4
+    assert recorded[("tier", "added")].count == 1
+    assert recorded[("tier", "added")].first_seen < recorded[("name", "vanished")].last_seen
+    assert drift.listed(engine, "another-org") == []
+
+
+def test_a_small_or_failed_run_finds_nothing_vanished(engine: Engine) -> None:
+    run(engine, BASE, 1)
+    few = {"id": {"string"}, "updated_at": {"string"}}
+    assert run(engine, few, 2, sampled=VANISH_SAMPLE - 1) == set()
+    assert run(engine, few, 3, complete=False) == set()
+    assert run(engine, few, 4) != set()
+
+
+def test_unparsable_values_are_counted_per_typed_column(engine: Engine) -> None:
+    column = next(c for c in CUSTOMERS.columns if c.name == "is_active")
+    for run_id in (1, 2):
+        drift.record(engine, CUSTOMERS, "default", run_id, {}, 0, {column: 7}, utcnow(), True)
+    (found,) = drift.listed(engine)
+    assert (found.path, found.change, found.count) == ("is_active", "unparsable", 14)
+    assert found.detail == "not boolean: stored NULL in is_active"
+
+
+def test_keys_no_database_takes_as_they_came_are_stored_escaped(engine: Engine) -> None:
+    odd = printable("a\x00b\ud800" + "x" * 200)
+    run(engine, BASE, 1)
+    assert run(engine, {**BASE, odd: {"string"}}, 2) == {(odd, "added", "string")}
+    (found,) = drift.listed(engine)
+    assert found.path == odd and found.path.isprintable()
