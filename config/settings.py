@@ -113,6 +113,7 @@ class Settings:
     sync_endpoints: Mapping[str, resources.Endpoint] = field(default_factory=dict)
     sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
     sync_max_quarantine: int = 100  # new poison records a run may quarantine (issue 13)
+    runs_retention_days: int = 90  # run history kept (issue 14, item 6); 0 keeps it forever
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
@@ -385,6 +386,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_SWEEP_INTERVAL_SECONDS": ("sync_sweep_interval_seconds", _non_negative_int),
     "SYNC_WRITERS": ("sync_writers", _writers),
     "SYNC_MAX_QUARANTINE": ("sync_max_quarantine", _non_negative_int),
+    "RUNS_RETENTION_DAYS": ("runs_retention_days", _non_negative_int),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),

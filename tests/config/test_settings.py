@@ -118,6 +118,8 @@ BAD_VALUES = [
     ("SYNC_ENDPOINTS", "orders=/api/v1/o:orders", "RESOURCE=/path"),
     ("SYNC_WRITERS", "9", "1 to 8"),
     ("SYNC_MAX_QUARANTINE", "-1", "0 or more"),
+    ("RUNS_RETENTION_DAYS", "-5", "0 or more"),
+    ("RUNS_RETENTION_DAYS", "ninety", "a whole number"),
     ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
     ("SYNC_TIME_LIMIT", "x", "whole number"),
     ("SYNC_MAX_RETRIES", "many", "whole number"),
