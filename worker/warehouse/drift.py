@@ -11,7 +11,8 @@ path and kind of change, with when it was first and last seen and how often, nev
   does not count: an optional field is null or not, that is not drift);
 - ``vanished``: a known path (or a typed column's path) that no sampled record of a succeeded
   run had, when the run sampled at least :data:`VANISH_SAMPLE` records (so that a few records
-  without an optional field do not read as the field being gone);
+  without an optional field do not read as the field being gone) and saw the object that held
+  it (:func:`_judgeable`);
 - ``unparsable``: a typed column whose values did not fit its type and were stored NULL (as
   before, the raw record is in ``data``); ``count`` adds up the values.
 
@@ -101,7 +102,7 @@ def record(
         if complete and sampled >= VANISH_SAMPLE:
             columns = {c.path: c.name for c in resource.columns}
             for path in sorted(set(known) | set(columns)):
-                if path not in seen:
+                if path not in seen and _judgeable(path, seen):
                     column = columns.get(path)
                     where = f"typed column {column}" if column else "no longer sent"
                     changes.append((path, "vanished", f"{where}; {sampled} records sampled", 1))
@@ -114,6 +115,17 @@ def record(
         Drift(resource.name, path, change, detail, count, now, now, run_id)
         for path, change, detail, count in changes
     ]
+
+
+def _judgeable(path: str, seen: Mapping[str, set[str]]) -> bool:
+    """Whether a run can tell that ``path`` is gone: its parent object was seen (a null or
+    absent ``customer`` says nothing of ``customer.id``), and it is not an array's elements
+    (empty arrays say nothing of what their elements hold; the array's own path still counts)."""
+    if path.endswith("[]"):
+        return False
+    if "." not in path:
+        return True
+    return "object" in seen.get(path.rsplit(".", 1)[0], ())
 
 
 def _remember(

@@ -78,6 +78,28 @@ def test_a_small_or_failed_run_finds_nothing_vanished(engine: Engine) -> None:
     assert run(engine, few, 4) != set()
 
 
+def test_a_field_is_not_vanished_when_what_held_it_was_not_seen(engine: Engine) -> None:
+    nested = {
+        **BASE,
+        "customer": {"object", "null"},
+        "customer.id": {"string"},
+        "stops": {"array"},
+        "stops[]": {"object"},
+        "stops[].city": {"string"},
+    }
+    run(engine, nested, 1)
+    # customer null and stops empty in every sampled record: nothing can be said of their parts
+    unseen = {**BASE, "customer": {"null"}, "stops": {"array"}}
+    assert run(engine, unseen, 2) == set()
+    # customer an object without id, stops holding objects without city: both gone
+    gone = {**BASE, "customer": {"object"}, "stops": {"array"}, "stops[]": {"object"}}
+    detail = f"no longer sent; {VANISH_SAMPLE} records sampled"
+    assert run(engine, gone, 3) == {
+        ("customer.id", "vanished", detail),
+        ("stops[].city", "vanished", detail),
+    }
+
+
 def test_unparsable_values_are_counted_per_typed_column(engine: Engine) -> None:
     column = next(c for c in CUSTOMERS.columns if c.name == "is_active")
     for run_id in (1, 2):
