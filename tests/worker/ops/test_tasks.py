@@ -374,6 +374,8 @@ def test_a_worker_prunes_old_run_history_but_keeps_the_latest_and_running_runs(
         activate(world)
         app = make_app(get_settings())
         assert app.conf.beat_schedule["prune-runs"]["task"] == "rrsync.prune_runs"
+        # a queue of its own: other test sessions' workers may share the Redis database
+        app.conf.task_default_queue = f"prune-{tmp_path.name}-{os.getpid()}"
         with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
             for _ in range(3):
                 summary = app.send_task("rrsync.sync_resource", args=("partners",)).get(60)
