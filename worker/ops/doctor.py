@@ -75,8 +75,8 @@ class Context:
     @cached_property
     def engine(self) -> Engine | Skipped:
         try:
-            health(self.settings.database_url)  # never creates a database
-            return connect(self.settings.database_url)
+            health(self.settings.warehouse_url)  # never creates a database
+            return connect(self.settings.warehouse_url)
         except RoseSyncError:
             return Skipped("the database check failed")
 
@@ -170,7 +170,7 @@ def check_settings(context: Context) -> Finding:
 @check
 def check_database(context: Context) -> Finding:
     url = context.settings.database_url
-    found = health(url)
+    found = health(context.settings.warehouse_url)
     where = f"{safe_url(url)} ({found.dialect})"
     if not found.migrated:
         missing = f", missing {', '.join(found.missing_tables)}" if found.missing_tables else ""

@@ -94,7 +94,7 @@ def _configure_logging(**_: Any) -> None:
 def refresh_tokens() -> list[dict[str, Any]]:
     """Refresh every stored credential that is due (see credentials/store.py)."""
     settings = get_settings()
-    engine = connect(settings.database_url)
+    engine = connect(settings.warehouse_url)
     outcomes = refresh_due_credentials(settings, engine)
     review_quietly(settings, engine, None, settings.credential_name)
     return redact_data([outcome.as_dict() for outcome in outcomes])
@@ -106,7 +106,7 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
     of times; a revoked grant or a bad setting fails at once (retrying cannot fix those)."""
     settings = get_settings()
     (target,) = resources.select([resource], settings.registry)
-    engine = connect(settings.database_url)
+    engine = connect(settings.warehouse_url)
     result = run_sync(
         settings,
         engine,
@@ -152,6 +152,6 @@ def prune_runs() -> int:
     if not settings.runs_retention_days:
         return 0
     before = utcnow() - timedelta(days=settings.runs_retention_days)
-    pruned = prune_run_history(connect(settings.database_url), before)
+    pruned = prune_run_history(connect(settings.warehouse_url), before)
     log.info("pruned %d run(s) started before %s", pruned, before.isoformat())
     return pruned

@@ -23,8 +23,8 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from worker.warehouse.db import is_postgres
-from worker.warehouse.schema import resource_tables
+from worker.warehouse.db import is_postgres, schemas
+from worker.warehouse.schema import resource_tables, state
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
 _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_lock
@@ -80,12 +80,20 @@ def upgrade(engine: Engine) -> list[str]:
     with engine.begin() as conn:
         if is_postgres(conn):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        placed = schemas(conn) if is_postgres(conn) else None
         before = MigrationContext.configure(
             conn, opts={"version_table": VERSION_TABLE}
         ).get_current_revision()
         config = _alembic_config()
         config.attributes["connection"] = conn
+        if placed is not None:  # rosesync's own tables are created in their own schema
+            data, own = placed
+            for name in dict.fromkeys((data, own)):
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{name}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{own}", "{data}"')
         command.upgrade(config, "head")
+        if placed is not None:
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{data}", "{own}"')
         if before != head_revision():
             changes.append(f"worker tables: revision {before or 'none'} -> {head_revision()}")
         operations = Operations(MigrationContext.configure(conn))
@@ -93,6 +101,12 @@ def upgrade(engine: Engine) -> list[str]:
             if column is None:
                 table.create(conn)
                 changes.append(f"created {table.name}")
+                # A new, empty table under a cursor that says its rows are stored (the table
+                # was dropped, or WAREHOUSE_SCHEMA now names another schema): forget the
+                # cursor, so that the next run reads everything instead of skipping it.
+                resource = table.name.removeprefix("rr_")
+                if conn.execute(state.delete().where(state.c.resource == resource)).rowcount:
+                    changes.append(f"reset the cursor of {resource}: its table is new")
             else:
                 operations.add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
