@@ -4,6 +4,11 @@ Idempotent and safe to run from several processes at once (a worker restart, bea
 command starting together): everything happens in one transaction that first takes a lock
 (a PostgreSQL advisory lock; on SQLite our ``BEGIN IMMEDIATE`` already holds the write lock).
 
+On PostgreSQL with ROSESYNC_SCHEMA in effect (issue 14, item 3; worker/warehouse/db.py), the
+schemas are created if missing, Alembic runs with rosesync's own schema first in the search
+path (so its tables, and its version table, are created there; revision 0008 moves those of an
+install from before), and the resource tables are created in the rr_* tables' schema.
+
 On PostgreSQL the resource tables' ``data`` column is compressed with LZ4 where the server has
 it (PostgreSQL 14 and later, built ``--with-lz4`` as the Debian and Docker images are). A 2 KB
 order's JSONB is compressed on every write, and the default, pglz, cost 25 to 55 us a record
@@ -89,7 +94,11 @@ def upgrade(engine: Engine) -> list[str]:
         if placed is not None:  # rosesync's own tables are created in their own schema
             data, own = placed
             for name in dict.fromkeys((data, own)):
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{name}"')
+                # only when missing: CREATE SCHEMA needs a privilege on the database that a
+                # role given existing schemas may lack, even with IF NOT EXISTS
+                query = sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :name")
+                if conn.execute(query, {"name": name}).scalar() is None:
+                    conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{own}", "{data}"')
         command.upgrade(config, "head")
         if placed is not None:
