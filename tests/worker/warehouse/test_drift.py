@@ -6,14 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+import msgspec
 import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
-from worker.source.fields import printable
+from worker.source.fields import Shape, printable
+from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
 from worker.warehouse import connect, drift
 from worker.warehouse.drift import VANISH_SAMPLE
+from worker.warehouse.schema import fields
 
 CUSTOMERS = REGISTRY["customers"]
 # what a customer's records hold: the registry's paths and one more
@@ -115,3 +121,27 @@ def test_keys_no_database_takes_as_they_came_are_stored_escaped(engine: Engine) 
     assert run(engine, {**BASE, odd: {"string"}}, 2) == {(odd, "added", "string")}
     (found,) = drift.listed(engine)
     assert found.path == odd and found.path.isprintable()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extra=st.dictionaries(st.text(), JSON, min_size=1, max_size=4))
+def test_any_record_shape_is_stored_printable(engine: Engine, extra: dict[str, object]) -> None:
+    """Keys with NUL and other control characters, very long keys, deep nesting: what a run
+    samples is always storable on both databases, and printable (issue 14, item 2)."""
+    record = {**extra, "id": "o-1", "updated_at": "2024-01-02T03:04:05.000Z"}
+    decoded = Decoder(CUSTOMERS).record(msgspec.json.encode(record), "test")
+    shape = Shape()
+    shape.sample([decoded])
+    run(engine, BASE, 1)  # a baseline, so that the odd keys are new fields: drift rows
+    drift.record(engine, CUSTOMERS, "default", 2, shape.types, 1, {}, utcnow(), True)
+    with engine.connect() as conn:
+        known = list(conn.execute(sa.select(fields.c.path)).scalars())
+    assert all(path.isprintable() for path in known)
+    assert all(change.path.isprintable() for change in drift.listed(engine))
