@@ -44,6 +44,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"expires": float(settings.refresh_interval_seconds)},
         },
     }
+    if settings.runs_retention_days:  # issue 14, item 6: 0 keeps run history forever
+        entries["prune-runs"] = {
+            "task": "rrsync.prune_runs",
+            "schedule": crontab(minute="41", hour="4"),
+            "options": {"expires": 3600.0},
+        }
     if settings.celery_broker_url.startswith("sqla+"):
         entries["purge-broker"] = {
             "task": "rrsync.purge_broker",

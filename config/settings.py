@@ -113,6 +113,11 @@ class Settings:
     sync_endpoints: Mapping[str, resources.Endpoint] = field(default_factory=dict)
     sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
     sync_max_quarantine: int = 100  # new poison records a run may quarantine (issue 13)
+    runs_retention_days: int = 90  # run history kept (issue 14, item 6); 0 keeps it forever
+    # Where things land on PostgreSQL (issue 14, item 3): the rr_* tables (None: the
+    # connection's default schema) and rosesync's own tables. SQLite keeps one file.
+    warehouse_schema: str | None = None
+    rosesync_schema: str = "rosesync"
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
@@ -153,7 +158,29 @@ class Settings:
         if self.database_url.startswith("sqlite:///"):
             path = Path(self.database_url.removeprefix("sqlite:///").split("?", 1)[0])
             return f"db+sqlite:///{path.with_name('celery-results.db')}"
-        return "db+" + self.database_url
+        # not rosesync's own query parameters (warehouse_url): the driver would refuse them
+        base, _, query = self.database_url.partition("?")
+        kept = [
+            p for p in query.split("&") if p and not p.startswith(("rrsync_own=", "rrsync_data="))
+        ]
+        return "db+" + base + ("?" + "&".join(kept) if kept else "")
+
+    @property
+    def warehouse_url(self) -> str:
+        """DATABASE_URL with where things land (issue 14, item 3) for ``worker.warehouse``:
+        on PostgreSQL, ``rrsync_own`` and ``rrsync_data`` query parameters that its engine
+        reads and strips (worker/warehouse/db.py), unless the URL carries them already."""
+        if not self.database_url.startswith("postgresql"):
+            return self.database_url
+        extra = []
+        if "rrsync_own=" not in self.database_url:
+            extra.append(f"rrsync_own={self.rosesync_schema}")
+        if self.warehouse_schema and "rrsync_data=" not in self.database_url:
+            extra.append(f"rrsync_data={self.warehouse_schema}")
+        if not extra:
+            return self.database_url
+        joiner = "&" if "?" in self.database_url else "?"
+        return self.database_url + joiner + "&".join(extra)
 
     @property
     def visibility_timeout(self) -> int:
@@ -209,6 +236,13 @@ def _database_url(value: str) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if value.startswith(prefix):
             return "postgresql+psycopg://" + value[len(prefix) :]
+    return value
+
+
+def _schema_name(value: str) -> str:
+    """A PostgreSQL schema name rosesync can quote safely: letters, digits and underscores."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
+        raise ValueError("a schema name: letters, digits and _, not starting with a digit")
     return value
 
 
@@ -385,6 +419,9 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_SWEEP_INTERVAL_SECONDS": ("sync_sweep_interval_seconds", _non_negative_int),
     "SYNC_WRITERS": ("sync_writers", _writers),
     "SYNC_MAX_QUARANTINE": ("sync_max_quarantine", _non_negative_int),
+    "RUNS_RETENTION_DAYS": ("runs_retention_days", _non_negative_int),
+    "WAREHOUSE_SCHEMA": ("warehouse_schema", _schema_name),
+    "ROSESYNC_SCHEMA": ("rosesync_schema", _schema_name),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),

@@ -86,6 +86,29 @@ def test_postgres_urls_use_psycopg3() -> None:
         assert s.result_backend == "db+postgresql+psycopg://u@h/db"
 
 
+def test_the_warehouse_url_says_where_things_land_on_postgresql() -> None:
+    """issue 14, item 3: own tables in ROSESYNC_SCHEMA (default rosesync), rr_* tables in
+    WAREHOUSE_SCHEMA when set; a URL that says so already wins; SQLite keeps one file."""
+    plain = load_settings(environ={"DATABASE_URL": "postgresql://u@h/db"}, dotenv_path=None)
+    assert plain.warehouse_url == "postgresql+psycopg://u@h/db?rrsync_own=rosesync"
+    both = load_settings(
+        environ={
+            "DATABASE_URL": "postgresql://u@h/db?sslmode=require",
+            "ROSESYNC_SCHEMA": "ops",
+            "WAREHOUSE_SCHEMA": "analytics",
+        },
+        dotenv_path=None,
+    )
+    url = "postgresql+psycopg://u@h/db?sslmode=require&rrsync_own=ops&rrsync_data=analytics"
+    assert both.warehouse_url == url
+    given = load_settings(environ={"DATABASE_URL": url}, dotenv_path=None)
+    assert given.warehouse_url == url
+    # Celery's result backend gets the URL without them: the driver would refuse them
+    assert given.result_backend == "db+postgresql+psycopg://u@h/db?sslmode=require"
+    sqlite = load_settings(environ={"WAREHOUSE_SCHEMA": "analytics"}, dotenv_path=None)
+    assert sqlite.warehouse_url == sqlite.database_url
+
+
 def test_result_backend_follows_the_broker() -> None:
     redis = load_settings(environ={"CELERY_BROKER_URL": "redis://r:6379/0"}, dotenv_path=None)
     assert redis.result_backend == "redis://r:6379/0"
@@ -118,6 +141,10 @@ BAD_VALUES = [
     ("SYNC_ENDPOINTS", "orders=/api/v1/o:orders", "RESOURCE=/path"),
     ("SYNC_WRITERS", "9", "1 to 8"),
     ("SYNC_MAX_QUARANTINE", "-1", "0 or more"),
+    ("RUNS_RETENTION_DAYS", "-5", "0 or more"),
+    ("RUNS_RETENTION_DAYS", "ninety", "a whole number"),
+    ("WAREHOUSE_SCHEMA", 'public"; DROP', "a schema name"),
+    ("ROSESYNC_SCHEMA", "9lives", "a schema name"),
     ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
     ("SYNC_TIME_LIMIT", "x", "whole number"),
     ("SYNC_MAX_RETRIES", "many", "whole number"),

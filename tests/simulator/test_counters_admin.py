@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from email.message import Message
 from typing import Any
 
@@ -11,10 +12,12 @@ import requests
 
 from worker.simulator import RESOURCES, FaultRule, Simulator
 from worker.simulator.admin import is_loopback
+from worker.simulator.api import DRIFT_FIELD
 from worker.simulator.app import App
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.messages import Request
 
+from .conftest import MakeSim
 from .helpers import OAuthClient
 
 
@@ -90,12 +93,37 @@ def test_admin_counters_reset_and_revoke(sim: Simulator, client: OAuthClient,
     ("DELETE", "counters", None, 404),
     ("POST", "mutate", b"{not json", 400),
     ("POST", "faults", b"\xff\xfe", 400),
+    ("POST", "api", b'{"schema_drift_after": -1}', 400),
+    ("POST", "api", b'{"schema_drift_after": true}', 400),
+    ("POST", "api", b'{"records": 5}', 400),
+    ("POST", "api", b"[1]", 400),
 ])
 def test_admin_errors(sim: Simulator, method: str, path: str, body: bytes | None,
                       status: int) -> None:
     response = requests.request(method, f"{sim.url}/_admin/{path}", data=body, timeout=10)
     assert response.status_code == status
     assert response.json()["statusCode"] == status
+
+
+def test_schema_drift_is_set_at_start_and_live_through_the_admin_api(
+        make_sim: MakeSim, make_client: Callable[[Simulator], OAuthClient]) -> None:
+    """issue 14, item 2: a field added and full_id's type changed, from the Nth request on."""
+    sim = make_sim(schema_drift_after=1)
+    client = make_client(sim)
+    token = client.login()["access_token"]
+    first, second = (client.api("orders", token).json()["orders"] for _ in range(2))
+    assert isinstance(first[0]["full_id"], str) and DRIFT_FIELD not in first[0]
+    assert second[0]["full_id"] == {"value": first[0]["full_id"]}
+    assert second[0][DRIFT_FIELD]
+    assert client.api(f"orders/{first[0]['id']}", token).json()["order"] == second[0]
+    # live: off, then on again after one more request (counted from when it is set)
+    for after in (None, 1):
+        response = requests.post(
+            f"{sim.url}/_admin/api", json={"schema_drift_after": after}, timeout=10
+        )
+        assert response.status_code == 200
+        assert client.api("orders", token).json()["orders"][0] == first[0]
+    assert client.api("orders", token).json()["orders"][0] == second[0]
 
 
 @pytest.mark.parametrize(("address", "loopback"), [

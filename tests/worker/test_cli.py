@@ -381,3 +381,19 @@ def test_status_shows_the_running_beats_schedule(world: World, tmp_path: Path) -
         beat.wait(timeout=60)
     shown = rosesync(world, tmp_path, "status").stdout
     assert "schedule: 0 2 * * * (UTC, this shell's SYNC_SCHEDULE; no beat running)" in shown
+
+
+def test_status_and_doctor_list_schema_drift(world: World, tmp_path: Path) -> None:
+    """issue 14, item 2: the CLI shows what the runs recorded; doctor warns about it."""
+    assert rosesync(world, tmp_path, "sync", "orders").returncode == 0
+    assert "schema drift" not in rosesync(world, tmp_path, "status").stdout
+    world.sim.change_api(schema_drift_after=0)
+    result = rosesync(world, tmp_path, "sync", "orders", "--full")
+    assert result.returncode == 0, result.stderr
+    shown = rosesync(world, tmp_path, "status").stdout
+    assert "schema drift (recorded, nothing changed" in shown
+    assert "orders: full_id type (string -> object;" in shown
+    assert "orders: full_id unparsable (not text: stored NULL in full_id;" in shown
+    report = json.loads(rosesync(world, tmp_path, "doctor", "--json").stdout)
+    (drift,) = [c for c in report["checks"] if c["check"] == "schema_drift"]
+    assert drift["status"] == "warn" and "drift_added_field added" in drift["summary"]

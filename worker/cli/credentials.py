@@ -59,7 +59,7 @@ def bootstrap_command(org: str | None, no_browser: bool, paste: bool, timeout: f
             raise ConfigError("--paste: nothing was pasted (expected the full redirect URL)")
         return line
 
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     status = bootstrap(
         loaded,
         engine,
@@ -90,7 +90,7 @@ def token_status(as_json: bool) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    statuses = credential_statuses(loaded, connect(loaded.database_url, create=False))
+    statuses = credential_statuses(loaded, connect(loaded.warehouse_url, create=False))
     if as_json:
         out(json.dumps([s.as_dict() for s in statuses], indent=2))
         return
@@ -122,7 +122,7 @@ def token_refresh(org: str | None) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     outcomes = refresh_due_credentials(loaded, engine, force=True, org=org)
     review_quietly(loaded, engine, None, loaded.credential_name)
     if not outcomes:

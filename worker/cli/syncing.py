@@ -171,7 +171,7 @@ def sync_command(
     chosen = resources.select(resource_names or loaded.sync_resources, loaded.registry)
     if wait and not enqueue:
         raise ConfigError("--wait only goes with --enqueue (an inline sync always waits)")
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     # Up front, not after the first resource failed (issue 17): a credential to sync with.
     doctor.run(loaded, "credential")
     if enqueue:
@@ -231,7 +231,7 @@ def _enqueue(
                 detail = f"{outcome.result.get('status')}, {outcome.result.get('records')} records"
             out(f"{outcome.resource:<10} {outcome.task_id}  {outcome.state}  {detail}")
 
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     outcomes = wait_for(
         app, tasks, show, timeout, workers=lambda: [w.name for w in workers(loaded, engine)]
     )
@@ -258,7 +258,7 @@ def status_command(as_json: bool) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    report = build_status(loaded, connect(loaded.database_url, create=False))
+    report = build_status(loaded, connect(loaded.warehouse_url, create=False))
     if as_json:
         out(json.dumps(report.as_dict(), indent=2))
         return
@@ -322,4 +322,20 @@ def status_text(report: StatusReport) -> str:
     else:
         source = "this shell's SYNC_SCHEDULE; no beat running"
     schedule = f"schedule: {report.schedule} (UTC, {source})"
-    return f"{tokens}\n\n{resources_table}\n\n{schedule}; next run {when(report.next_run)}"
+    text = f"{tokens}\n\n{resources_table}\n\n{schedule}; next run {when(report.next_run)}"
+    return text + drift_text(report)
+
+
+DRIFT_LINES = 20  # the most recent changes shown; the table holds them all
+
+
+def drift_text(report: StatusReport) -> str:
+    """Schema drift (issue 14, item 2), most recently seen first; nothing when there is none."""
+    if not report.drift:
+        return ""
+    shown = [f"  {change.describe()}" for change in report.drift[:DRIFT_LINES]]
+    more = len(report.drift) - DRIFT_LINES
+    if more > 0:
+        shown.append(f"  ... and {more} more: the rrsync_drift table has them all")
+    heading = "schema drift (recorded, nothing changed; update the registry to keep a change):"
+    return "\n\n" + "\n".join([heading, *shown])

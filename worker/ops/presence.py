@@ -128,7 +128,7 @@ class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         settings = get_settings()
         # Unpooled: no SQLite connection may be open when the embedded beat (-B) forks.
-        engine = create_engine(settings.database_url, pooled=False)
+        engine = create_engine(settings.warehouse_url, pooled=False)
         self.heartbeat = WorkerHeartbeat(settings, engine, str(worker.hostname))
         self.heartbeat.start()
 

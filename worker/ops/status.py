@@ -1,5 +1,6 @@
 """What ``rosesync status`` reports: token health, then per resource the last run, the cursor,
-the rows in the warehouse, the records waiting in quarantine and the next scheduled run. Data
+the rows in the warehouse, the records waiting in quarantine, the next scheduled run, and the
+schema drift runs noticed. Data
 only; the CLI formats it."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from worker.credentials.store import CredentialStatus, credential_statuses
 from worker.logs import safe_url
 from worker.ops.presence import running_beat
 from worker.sync.strategy import Paging, known_paging
-from worker.warehouse import quarantine
+from worker.warehouse import drift, quarantine
 from worker.warehouse.runs import ResourceState, RunRow, resource_states
 
 
@@ -34,6 +35,7 @@ class StatusReport:
     schedule_source: str = "settings"
     database: str = ""  # which warehouse this report reads (password hidden)
     quarantined: dict[str, int] = field(default_factory=dict)  # per resource (issue 13)
+    drift: list[drift.Drift] = field(default_factory=list)  # schema drift (issue 14, item 2)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class StatusReport:
                 }
                 for r in self.resources
             ],
+            "drift": [drift_dict(d) for d in self.drift],
         }
 
 
@@ -83,6 +86,19 @@ def run_dict(run: RunRow) -> dict[str, Any]:
         "cursor_after": _iso(run.cursor_after),
         "error": run.error,
         "trigger": run.trigger,
+    }
+
+
+def drift_dict(change: drift.Drift) -> dict[str, Any]:
+    return {
+        "resource": change.resource,
+        "path": change.path,
+        "change": change.change,
+        "detail": change.detail,
+        "count": change.count,
+        "first_seen": change.first_seen.isoformat(),
+        "last_seen": change.last_seen.isoformat(),
+        "run_id": change.run_id,
     }
 
 
@@ -115,4 +131,5 @@ def build_status(settings: Settings, engine: Engine) -> StatusReport:
         schedule_source="beat" if published else "settings",
         database=safe_url(settings.database_url),
         quarantined=quarantine.counts(engine, org),
+        drift=drift.listed(engine, org),
     )

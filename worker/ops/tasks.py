@@ -2,8 +2,8 @@
 
 Names and arguments are a public interface (README "Triggering syncs from other systems"):
 ``rrsync.sync_resource(resource: str, full: bool = False)``, ``rrsync.sync_all(full: bool =
-False)``, ``rrsync.refresh_tokens()``, ``rrsync.purge_broker()``. No argument or result ever
-carries a token.
+False)``, ``rrsync.refresh_tokens()``, ``rrsync.purge_broker()``, ``rrsync.prune_runs()``. No
+argument or result ever carries a token.
 
 Redelivery is safe (acks_late): a duplicate finds the resource's lease held and ends as
 ``skipped``; a redelivered task whose first attempt died resumes from the committed checkpoint.
@@ -28,6 +28,7 @@ from celery.signals import (
 )
 
 from config.settings import get_settings
+from worker.clock import utcnow
 from worker.credentials.store import CredentialStore, refresh_due_credentials
 from worker.errors import Interrupted, TransientError
 from worker.logs import configure_logging, redact, redact_data
@@ -37,6 +38,7 @@ from worker.source import resources
 from worker.sync.run import sync_resource as run_sync
 from worker.warehouse import connect
 from worker.warehouse.broker import purge_delivered_messages
+from worker.warehouse.runs import prune_runs as prune_run_history
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def _configure_logging(**_: Any) -> None:
 def refresh_tokens() -> list[dict[str, Any]]:
     """Refresh every stored credential that is due (see credentials/store.py)."""
     settings = get_settings()
-    engine = connect(settings.database_url)
+    engine = connect(settings.warehouse_url)
     outcomes = refresh_due_credentials(settings, engine)
     review_quietly(settings, engine, None, settings.credential_name)
     return redact_data([outcome.as_dict() for outcome in outcomes])
@@ -104,7 +106,7 @@ def sync_resource(self: Task, resource: str, full: bool = False) -> dict[str, An
     of times; a revoked grant or a bad setting fails at once (retrying cannot fix those)."""
     settings = get_settings()
     (target,) = resources.select([resource], settings.registry)
-    engine = connect(settings.database_url)
+    engine = connect(settings.warehouse_url)
     result = run_sync(
         settings,
         engine,
@@ -145,3 +147,15 @@ def sync_all(full: bool = False) -> dict[str, str]:
 def purge_broker() -> int:
     """Delete delivered messages older than a day from the embedded broker's table."""
     return purge_delivered_messages(get_settings().celery_broker_url, timedelta(days=1))
+
+
+@shared_task(name="rrsync.prune_runs")
+def prune_runs() -> int:
+    """Delete run history older than RUNS_RETENTION_DAYS (0: keep it); returns how many runs."""
+    settings = get_settings()
+    if not settings.runs_retention_days:
+        return 0
+    before = utcnow() - timedelta(days=settings.runs_retention_days)
+    pruned = prune_run_history(connect(settings.warehouse_url), before)
+    log.info("pruned %d run(s) started before %s", pruned, before.isoformat())
+    return pruned

@@ -8,6 +8,7 @@ every token and dump every record.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -43,7 +44,9 @@ class AdminEndpoints:
         faults: FaultInjector,
         mutation: LiveMutation,
         oauth: AuthorizationServer,
+        change_api: Callable[..., None],
     ) -> None:
+        self._change_api = change_api
         self._dataset = dataset
         self._counters = counters
         self._faults = faults
@@ -72,6 +75,7 @@ class AdminEndpoints:
             "faults",
             "mutate",
             "mutation",
+            "api",
         ):
             try:
                 return self._post(name, msgspec.json.decode(request.body) if request.body else None)
@@ -96,6 +100,10 @@ class AdminEndpoints:
             if resource is not None and resource not in RESOURCES:
                 raise ValueError(f"resource must be one of {RESOURCES}")
             return json_response(200, self._mutation.mutate(count, resource))
+        elif name == "api":  # {"schema_drift_after": true}: what Simulator.change_api changes
+            if not isinstance(payload, dict):
+                raise ValueError("expected a JSON object of settings to change")
+            self._change_api(**payload)
         else:  # "mutation"
             per_request = _field(payload, "per_request", int)
             per_second = _field(payload, "per_second", float)

@@ -43,6 +43,20 @@ UNMATCHED = "(unmatched)"
 MALFORMED_BODY = b"<html><body><h1>Service temporarily unavailable</h1></body></html>\n"
 
 
+# What `change_api` (and `POST /_admin/api`) may change while the simulator runs.
+LIVE_API_CHANGES = frozenset(
+    {
+        "profile",
+        "end_inclusive",
+        "by_id",
+        "max_limit",
+        "oversize_limit",
+        "include_total",
+        "schema_drift_after",
+    }
+)
+
+
 class App:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -56,7 +70,7 @@ class App:
         )
         self._api = api.DataApi(config, self.dataset, self.oauth, self.mutation.after_read)
         self._admin = AdminEndpoints(
-            self.dataset, self.counters, self.faults, self.mutation, self.oauth
+            self.dataset, self.counters, self.faults, self.mutation, self.oauth, self.change_api
         )
         endpoints = OAuthEndpoints(config, self.oauth, self.counters)
         # path -> (the one method it takes, handler); GET routes also answer HEAD.
@@ -72,9 +86,15 @@ class App:
 
     def change_api(self, **changes: Any) -> None:
         """Change how the data API behaves from now on (its profile, bounds, page limits, by-id
-        route), as a real API changes under a deployed client."""
+        route, the records' shape), as a real API changes under a deployed client; checked
+        like the configuration it changes (a ValueError)."""
+        unknown = sorted(set(changes) - LIVE_API_CHANGES)
+        if unknown:
+            raise ValueError(f"change_api cannot change {unknown}; only {sorted(LIVE_API_CHANGES)}")
         self.config = dataclasses.replace(self.config, **changes)
         self._api.config = self.config
+        if "schema_drift_after" in changes:
+            self._api.count_drift_from_now()
 
     def handle(self, request: Request) -> Response | None:
         """The response to `request`, or None when a fault says to drop the connection."""

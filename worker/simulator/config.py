@@ -63,6 +63,13 @@ class SimulatorConfig:
     - by_id: whether `GET /api/v1/<path>/<id>` exists at all (without it: 404 for every id).
     - poison: resource -> kinds of poison record to plant among its records, one per kind
       (see `poison`).
+    - schema_drift_after: the API changes its records' shape (issue 14, item 2) once it has
+      answered this many data requests since the setting took effect (at start, or when
+      changed live; 0: at once, None: never): every record served from then on, listed or by
+      id, gets a new field (``api.DRIFT_FIELD``) and its ``full_id`` turns from a string into
+      an object (see `api.drifted`); the stored dataset is unchanged. Live:
+      `Simulator.change_api(schema_drift_after=N)` or ``POST /_admin/api
+      {"schema_drift_after": N}``.
     """
 
     host: str = "127.0.0.1"
@@ -96,6 +103,7 @@ class SimulatorConfig:
     end_inclusive: bool = False
     by_id: bool = True
     poison: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    schema_drift_after: int | None = None
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -139,6 +147,9 @@ class SimulatorConfig:
                 problems.append(f"poison: more kinds than {resource} has records")
             if any(kind not in POISON_KINDS for kind in kinds):
                 problems.append(f"poison kinds must be among {POISON_KINDS}")
+        drift = self.schema_drift_after  # it may come from /_admin/api's JSON
+        if drift is not None and (type(drift) is not int or drift < 0):
+            problems.append("schema_drift_after must be null or an integer >= 0")
         if not self.client_id or not self.client_secret or not self.redirect_uri:
             problems.append("client_id, client_secret and redirect_uri must be non-empty")
         return problems

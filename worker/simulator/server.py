@@ -290,18 +290,8 @@ class Simulator:
 
     def change_api(self, **changes: Any) -> None:
         """Change the data API's behaviour from now on: ``profile``, ``end_inclusive``,
-        ``by_id``, ``max_limit``, ``oversize_limit``, ``include_total`` (see SimulatorConfig)."""
-        allowed = {
-            "profile",
-            "end_inclusive",
-            "by_id",
-            "max_limit",
-            "oversize_limit",
-            "include_total",
-        }
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            raise ValueError(f"change_api cannot change {unknown}; only {sorted(allowed)}")
+        ``by_id``, ``max_limit``, ``oversize_limit``, ``include_total``, ``schema_drift_after`` (see
+        SimulatorConfig)."""
         self._app.change_api(**changes)
 
     def set_mutation(self, per_request: int | None = None, per_second: float | None = None) -> None:

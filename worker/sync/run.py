@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
+from worker.clock import utcnow
 from worker.errors import (
     ApiError,
     ConfigError,
@@ -50,6 +51,7 @@ from worker.errors import (
 from worker.logs import redact
 from worker.source.api import RoseRocketClient, TokenSource
 from worker.source.chunks import Chunk, Pager
+from worker.source.fields import Shape
 from worker.source.keyset import KeysetPager
 from worker.source.records import Page, Record
 from worker.source.resources import Resource
@@ -58,6 +60,7 @@ from worker.sync import strategy
 from worker.sync.commits import Committer, Covered
 from worker.sync.lease import Lease
 from worker.sync.reconcile import reconcile, sweep_deletions
+from worker.warehouse import drift
 from worker.warehouse import leases as lease_rows
 from worker.warehouse.db import disk_full, is_disk_full
 from worker.warehouse.load import Loader
@@ -187,6 +190,7 @@ class _Run:
         self.pages = self.records = self.deleted = 0
         self.expected: int | None = None
         self.cursor: datetime | None = None  # as last handed to the committer
+        self.shape = Shape()  # the fields the records had (issue 14, item 2: schema drift)
         self._lock = threading.Lock()  # counters and progress, updated by the writer threads
 
     def stats(self) -> dict[str, int]:
@@ -343,18 +347,23 @@ class _Run:
         progress = _Checkpoints(len(parts), lower)
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
-            with _fetching(pager, parts, first, self.loader.rows) as batches:
+            with _fetching(pager, parts, first, self._rows) as batches:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             for chunk in pager.follow_up():
-                self._submit(committer, [(chunk, self.loader.rows(chunk.records))], progress)
+                self._submit(committer, [(chunk, self._rows(chunk.records))], progress)
         final = committer.ledger.newest
         if final is not None:  # the batches in flight may have written less
             self._store([], final, pages=0)
         self._check_stop()
 
+    def _rows(self, records: list[Record]) -> list[Row]:
+        """A page's rows, and a sample of its records' shape (on the fetcher threads)."""
+        self.shape.sample(records)
+        return self.loader.rows(records)
+
     def _store_records(self, records: list[Record]) -> None:
-        self._store(self.loader.rows(records))
+        self._store(self._rows(records))
 
     def _retry_quarantined(self) -> None:
         """Records earlier runs quarantined, fetched again by id: one that loads now leaves the
@@ -407,6 +416,7 @@ class _Run:
                 self.progress(self.resource.name, self.records, self.expected)
 
     def finish(self, status: str, error: str | None = None) -> RunRow:
+        self._record_drift(status == "succeeded")
         run = finish_run(
             self.engine, self.run_id, self.resource.name, self.org, status, self.counters(), error
         )
@@ -421,6 +431,32 @@ class _Run:
             run.retries,
         )
         return run
+
+    def _record_drift(self, complete: bool) -> None:
+        """Schema drift is a finding, not a failure: it never changes the run's outcome, and
+        a failure to record it is logged, not raised (the run's own row matters more)."""
+        try:
+            changes = drift.record(
+                self.engine,
+                self.resource,
+                self.org,
+                self.run_id,
+                self.shape.types,
+                self.shape.sampled,
+                self.loader.unparsable,
+                utcnow(),
+                complete,
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("%s: schema drift not recorded: %s", self.resource.name, exc)
+            return
+        if changes:
+            log.warning(
+                "%s: schema drift, %d change(s) (see rrsync_drift, `rosesync status`): %s",
+                self.resource.name,
+                len(changes),
+                "; ".join(f"{c.path} {c.change} ({c.detail})" for c in changes[:5]),
+            )
 
 
 class _Checkpoints:

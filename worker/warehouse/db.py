@@ -106,19 +106,19 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
-        if not pooled:
-            return sa.create_engine(
-                parsed,
-                poolclass=sa.pool.NullPool,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            )
-        return sa.create_engine(
-            parsed,
-            pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        own, data = parsed.query.get(OWN_PARAMETER), parsed.query.get(DATA_PARAMETER)
+        parsed = parsed.difference_update_query([OWN_PARAMETER, DATA_PARAMETER])
+        pool: dict[str, Any] = (
+            {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+            if pooled
+            else {"poolclass": sa.pool.NullPool}
         )
+        engine = sa.create_engine(
+            parsed, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **pool
+        )
+        if isinstance(own, str):
+            _place(engine, own, data if isinstance(data, str) else None)
+        return engine
     path = sqlite_file(url)
     if path is not None:
         try:
@@ -132,6 +132,37 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
     )
     _tune_sqlite(engine)
     return engine
+
+
+# Where things land on PostgreSQL (issue 14, item 3), carried by the URL so that every engine
+# of a process, and every process, agrees (Settings.warehouse_url adds them): rosesync's own
+# tables in one schema, the rr_* tables in another (default: the connection's own default).
+OWN_PARAMETER = "rrsync_own"
+DATA_PARAMETER = "rrsync_data"
+_SCHEMAS = "rrsync_schemas"  # connection info: (data, own) as placed
+
+
+def _place(engine: Engine, own: str, data: str | None) -> None:
+    """Every connection's search_path becomes "data, own": unqualified names (SQLAlchemy's
+    tables, the loader's raw SQL, Alembic) find the rr_* tables in the first and rosesync's
+    own in the second, and a new table lands in the first (migrate.py switches the order
+    while it creates rosesync's own)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            default = cursor.fetchone()[0] or "public"
+            schema = data or default
+            cursor.execute(f'SET search_path TO "{schema}", "{own}"')
+        dbapi_connection.commit()
+        record.info[_SCHEMAS] = (schema, own)
+
+
+def schemas(conn: sa.Connection) -> tuple[str, str] | None:
+    """(data, own) schemas of a PostgreSQL connection placed by :func:`_place`, else None."""
+    placed = conn.connection.info.get(_SCHEMAS)
+    return placed if isinstance(placed, tuple) else None
 
 
 def _tune_sqlite(engine: Engine) -> None:

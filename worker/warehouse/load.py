@@ -44,7 +44,7 @@ from worker.clock import utcnow
 from worker.errors import QuarantineFull
 from worker.logs import redact
 from worker.source.records import Record
-from worker.source.resources import Resource
+from worker.source.resources import Column, Resource
 from worker.warehouse import quarantine
 from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader
 from worker.warehouse.rows import Poison, Row, RowBuilder
@@ -154,6 +154,11 @@ class Loader:
         )
         insert = postgresql.insert(self.table).from_select(self._names, newest)
         return str(self._on_conflict(insert).compile(dialect=self.engine.dialect))
+
+    @property
+    def unparsable(self) -> dict[Column, int]:
+        """Values stored NULL so far this run, per typed column (issue 14, item 2)."""
+        return dict(self._builder.unparsable)
 
     # -- writing ------------------------------------------------------------------------------
 

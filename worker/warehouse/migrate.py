@@ -4,6 +4,11 @@ Idempotent and safe to run from several processes at once (a worker restart, bea
 command starting together): everything happens in one transaction that first takes a lock
 (a PostgreSQL advisory lock; on SQLite our ``BEGIN IMMEDIATE`` already holds the write lock).
 
+On PostgreSQL with ROSESYNC_SCHEMA in effect (issue 14, item 3; worker/warehouse/db.py), the
+schemas are created if missing, Alembic runs with rosesync's own schema first in the search
+path (so its tables, and its version table, are created there; revision 0008 moves those of an
+install from before), and the resource tables are created in the rr_* tables' schema.
+
 On PostgreSQL the resource tables' ``data`` column is compressed with LZ4 where the server has
 it (PostgreSQL 14 and later, built ``--with-lz4`` as the Debian and Docker images are). A 2 KB
 order's JSONB is compressed on every write, and the default, pglz, cost 25 to 55 us a record
@@ -23,8 +28,8 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from worker.warehouse.db import is_postgres
-from worker.warehouse.schema import resource_tables
+from worker.warehouse.db import is_postgres, schemas
+from worker.warehouse.schema import resource_tables, state
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
 _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_lock
@@ -80,12 +85,24 @@ def upgrade(engine: Engine) -> list[str]:
     with engine.begin() as conn:
         if is_postgres(conn):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        placed = schemas(conn) if is_postgres(conn) else None
         before = MigrationContext.configure(
             conn, opts={"version_table": VERSION_TABLE}
         ).get_current_revision()
         config = _alembic_config()
         config.attributes["connection"] = conn
+        if placed is not None:  # rosesync's own tables are created in their own schema
+            data, own = placed
+            for name in dict.fromkeys((data, own)):
+                # only when missing: CREATE SCHEMA needs a privilege on the database that a
+                # role given existing schemas may lack, even with IF NOT EXISTS
+                query = sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :name")
+                if conn.execute(query, {"name": name}).scalar() is None:
+                    conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{own}", "{data}"')
         command.upgrade(config, "head")
+        if placed is not None:
+            conn.exec_driver_sql(f'SET LOCAL search_path TO "{data}", "{own}"')
         if before != head_revision():
             changes.append(f"worker tables: revision {before or 'none'} -> {head_revision()}")
         operations = Operations(MigrationContext.configure(conn))
@@ -93,6 +110,12 @@ def upgrade(engine: Engine) -> list[str]:
             if column is None:
                 table.create(conn)
                 changes.append(f"created {table.name}")
+                # A new, empty table under a cursor that says its rows are stored (the table
+                # was dropped, or WAREHOUSE_SCHEMA now names another schema): forget the
+                # cursor, so that the next run reads everything instead of skipping it.
+                resource = table.name.removeprefix("rr_")
+                if conn.execute(state.delete().where(state.c.resource == resource)).rowcount:
+                    changes.append(f"reset the cursor of {resource}: its table is new")
             else:
                 operations.add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")

@@ -11,8 +11,9 @@ type of its column's binary format (:data:`POSTGRES_TYPES`): datetimes, ``Decima
 numeric, and ``data`` as the record's JSON text, which goes to the server as it came.
 
 A value that does not fit its column's type (including its range: a bigint, NUMERIC(18, 4))
-becomes NULL, the raw record being kept in ``data``, and is reported once per column and run;
-it never fails the run, and it is never guessed.
+becomes NULL, the raw record being kept in ``data``, and is logged once per column and run and
+counted (:attr:`RowBuilder.unparsable`, recorded in ``rrsync_drift``); it never fails the run,
+and it is never guessed.
 
 A record that cannot be stored at all becomes a :class:`Poison` instead of a row, which the
 loader quarantines (issue 13, item 5): one the decoder marked (``Record.problem``), and on
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -171,7 +173,10 @@ class RowBuilder:
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
         ]
-        self._reported: set[str] = set()
+        # Values stored NULL, per column: logged once, counted all, and named in the drift
+        # table at the end of the run (issue 14, item 2). Fetcher threads share the builder.
+        self.unparsable: dict[Column, int] = {}
+        self._unparsable_lock = threading.Lock()
         self._postgres = postgres
 
     @property
@@ -221,8 +226,10 @@ class RowBuilder:
         return None
 
     def _report(self, column: Column, record_id: Any, problem: ValueError) -> None:
-        if column.name not in self._reported:
-            self._reported.add(column.name)
+        with self._unparsable_lock:
+            count = self.unparsable.get(column, 0)
+            self.unparsable[column] = count + 1
+        if not count:
             log.warning(
                 "%s: %s of record %s is %s, not %s; stored NULL in %s (the raw record is in data)",
                 self.resource.name,

@@ -216,6 +216,22 @@ def finish_run(
         return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
 
 
+def prune_runs(engine: Engine, before: datetime) -> int:
+    """Deletes run history started before ``before`` (RUNS_RETENTION_DAYS, issue 14, item 6),
+    never a run still ``running`` (its process may be writing to it) nor the latest run of a
+    resource and org (what ``rosesync status`` shows, whenever it was). Returns how many."""
+    latest = sa.select(sa.func.max(runs.c.id)).group_by(runs.c.resource, runs.c.org)
+    with engine.begin() as conn:
+        result = conn.execute(
+            runs.delete().where(
+                runs.c.started_at < before,
+                runs.c.status != "running",
+                runs.c.id.not_in(latest.scalar_subquery()),
+            )
+        )
+        return int(result.rowcount)
+
+
 def get_run(engine: Engine, run_id: int) -> RunRow:
     with reader(engine).connect() as conn:
         return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())

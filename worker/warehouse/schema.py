@@ -181,7 +181,36 @@ quarantine = sa.Table(
     sa.Column("last_seen", UTCDateTime, nullable=False),
 )
 
-OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts, quarantine)
+# Schema drift (issue 14, item 2; warehouse/drift.py): the fields each resource's records are
+# known to have, and every change to them a run noticed. Paths and types only, never a value.
+fields = sa.Table(
+    "rrsync_fields",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True, comment="billing.total_amount, stops[].city"),
+    sa.Column("types", sa.Text, nullable=False, comment="JSON types seen: number,string"),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+drift = sa.Table(
+    "rrsync_drift",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column(
+        "change", sa.String(16), primary_key=True, comment="added | vanished | type | unparsable"
+    ),
+    sa.Column("detail", sa.Text, nullable=False, comment="types before and after, or column"),
+    sa.Column("count", sa.BigInteger, nullable=False, comment="runs that saw it; NULLed values"),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.Integer, comment="the last run that saw it"),
+)
+
+OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts, quarantine, fields, drift)
 
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "text": sa.Text(),
