@@ -13,6 +13,7 @@ decompress faster too (benchmarks/README.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,11 +24,26 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from worker.source.resources import REGISTRY, Child, Resource
+from worker.warehouse.children import refill
 from worker.warehouse.db import is_postgres
-from worker.warehouse.schema import resource_tables
+from worker.warehouse.schema import child_tables, resource_tables
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
 _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_lock
+
+
+def _refiller(resource: Resource, child: Child) -> Callable[[sa.Connection], None]:
+    return lambda conn: refill(conn, resource, child)
+
+
+# A child table created or given a column is derived again from the stored parents, in the
+# upgrade's transaction: an existing install gets its children without a full sync (issue 14).
+_CHILDREN = {
+    REGISTRY[name].child_table(child): _refiller(REGISTRY[name], child)
+    for name, children in child_tables.items()
+    for child, _ in children
+}
 
 
 def _alembic_config() -> Config:
@@ -45,7 +61,8 @@ def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object
     inspector = sa.inspect(conn)
     existing = set(inspector.get_table_names())
     gaps: list[tuple[sa.Table, sa.Column[object] | None]] = []
-    for table in resource_tables.values():
+    tables = [*resource_tables.values(), *(t for c in child_tables.values() for _, t in c)]
+    for table in tables:
         if table.name not in existing:
             gaps.append((table, None))
             continue
@@ -96,6 +113,8 @@ def upgrade(engine: Engine) -> list[str]:
             else:
                 operations.add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
+            if table.name in _CHILDREN:
+                _CHILDREN[table.name](conn)
         if is_postgres(conn):
             for name in _lz4_gaps(conn):
                 # Applies to values written from now on; existing rows keep theirs until rewritten.
