@@ -93,16 +93,15 @@ def _v1(
 _CREATED = Column("created_at", "created_at", "timestamp")
 
 
-def _line_items(path: str = "line_items") -> Child:
-    return Child(
-        "line_items",
-        path,
-        (
-            Column("code", "code"),
-            Column("description", "description"),
-            Column("amount", "amount", "numeric"),
-        ),
-    )
+_LINE_ITEMS = Child(
+    "line_items",
+    "line_items",
+    (
+        Column("code", "code"),
+        Column("description", "description"),
+        Column("amount", "amount", "numeric"),
+    ),
+)
 
 
 REGISTRY: dict[str, Resource] = {
@@ -115,18 +114,6 @@ REGISTRY: dict[str, Resource] = {
             Column("currency", "currency"),
             Column("is_active", "is_active", "boolean"),
             _CREATED,
-            children=(
-                Child(
-                    "contacts",
-                    "contacts",
-                    (
-                        Column("name", "name"),
-                        Column("email", "email"),
-                        Column("phone", "phone"),
-                        Column("role", "role"),
-                    ),
-                ),
-            ),
         ),
         _v1(
             "orders",
@@ -157,7 +144,6 @@ REGISTRY: dict[str, Resource] = {
                     "reference_numbers",
                     (Column("type", "type"), Column("value", "value")),
                 ),
-                _line_items("billing.line_items"),
             ),
         ),
         _v1(
@@ -199,7 +185,7 @@ REGISTRY: dict[str, Resource] = {
             Column("order_id", "order.id"),
             Column("total_amount", "total_amount", "numeric"),
             _CREATED,
-            children=(_line_items(),),
+            children=(_LINE_ITEMS,),
         ),
         _v1(
             "bills",
@@ -208,7 +194,7 @@ REGISTRY: dict[str, Resource] = {
             Column("partner_id", "partner.id"),
             Column("total_amount", "total_amount", "numeric"),
             _CREATED,
-            children=(_line_items(),),
+            children=(_LINE_ITEMS,),
         ),
     )
 }

@@ -13,10 +13,12 @@ decoder reads only the typed columns' paths, worker/source/records.py) and shipp
 set of rows; an earlier attempt made PostgreSQL syncs 25-40% slower. Here the only extra
 traffic is one statement per child table (the SQL reads the JSON the upsert has just stored).
 
-Typed columns follow the parent's rules (warehouse/rows.py) as far as SQL can without raising:
-a value that does not fit its type is NULL, the element being kept whole in ``data``. Numbers
-are read from JSON numbers only (a numeric string is NULL here), timestamps from ISO-8601
-text; every cast is guarded so that odd data never fails a batch.
+Typed columns follow the parent's rules (warehouse/rows.py) as far as SQL can without raising,
+the same on both databases: a value that does not fit its type is NULL, the element being kept
+whole in ``data``. Integers and amounts are read from JSON numbers only (a numeric string is
+NULL here; integers up to 18 digits), timestamps in the API's own form only
+(``2024-03-05T14:22:11.123Z``), text from strings, numbers and booleans (a number as its JSON
+text). Every cast is guarded, so odd data never fails a batch.
 """
 
 from __future__ import annotations
@@ -44,39 +46,41 @@ def _literal(text: str) -> str:
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
-# A valid date and time: the regular expression bounds every field, the CASE around the cast
-# then checks the day against the month's length, so the cast itself never raises.
+# The API's form, every field in range; the CASE around the cast then checks the year (not
+# 0000) and the day against the month's length, so that the cast itself never raises.
 _PG_TIMESTAMP = (
-    r"^(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-"
-    r"(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
-    r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)$"
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"[0-5][0-9]\.[0-9]{3}Z$"
 )
 
 
 def _postgres_value(element: str, column: Column) -> str:
-    keys = ",".join('"' + key.replace('"', '\\"') + '"' for key in column.path.split("."))
-    x = f"({element} #> {_literal('{' + keys + '}')})"
+    x = element + "".join(f" -> {_literal(key)}" for key in column.path.split("."))
+    x = f"({x})"
     kind = f"jsonb_typeof({x})"
     text = f"({x} #>> '{{}}')"
+    number = f"{x}::numeric"
     typed: dict[ColumnType, str] = {
         "text": (
             f"CASE {kind} WHEN 'string' THEN {text} WHEN 'number' THEN {x}::text "
             f"WHEN 'boolean' THEN {x}::text END"
         ),
         "boolean": f"CASE {kind} WHEN 'boolean' THEN {x}::boolean END",
-        # NUMERIC's text never has an exponent; bigint's range, less one digit to stay simple
+        # a whole number of up to 18 digits, as on SQLite (1.0 has a scale: not whole)
         "integer": (
-            f"CASE WHEN {kind} = 'number' AND {x}::text ~ '^-?[0-9]{{1,18}}$' "
-            f"THEN ({x}::text)::bigint END"
+            f"CASE {kind} WHEN 'number' THEN CASE WHEN scale({number}) = 0 "
+            f"AND abs({number}) < 1e18 THEN {number}::bigint END END"
         ),
-        # NUMERIC(18, 4): rounded to 4 places first, which may carry into a 15th digit
+        # NUMERIC(18, 4) rounds to 4 places on the way in: below this bound nothing carries
+        # into a 15th digit. (A cast and a comparison: a regular expression on the text cost
+        # twice the whole insert.)
         "numeric": (
-            f"CASE WHEN {kind} = 'number' AND {x}::text ~ '^-?[0-9]{{1,14}}(\\.[0-9]+)?$' "
-            f"THEN CASE WHEN abs(round({x}::numeric, 4)) < 1e14 THEN round({x}::numeric, 4) "
-            "END END"
+            f"CASE {kind} WHEN 'number' THEN CASE WHEN abs({number}) < 99999999999999.99995 "
+            f"THEN {number} END END"
         ),
         "timestamp": (
-            f"CASE WHEN {kind} = 'string' AND {text} ~ {_literal(_PG_TIMESTAMP)} THEN "
+            f"CASE WHEN {kind} = 'string' AND {text} ~ {_literal(_PG_TIMESTAMP)} "
+            f"AND substr({text}, 1, 4) <> '0000' THEN "
             f"CASE WHEN substr({text}, 9, 2)::int <= extract(day from "
             f"make_date(substr({text}, 1, 4)::int, substr({text}, 6, 2)::int, 1) "
             f"+ interval '1 month - 1 day') THEN {text}::timestamptz END END"
@@ -88,7 +92,7 @@ def _postgres_value(element: str, column: Column) -> str:
 # -- SQLite -------------------------------------------------------------------------------------
 
 _SQLITE_TIMESTAMP = (
-    "[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-5][0-9]*"
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z"
 )
 
 
@@ -108,16 +112,22 @@ def _sqlite_value(element: str, column: Column) -> str:
             "WHEN 'false' THEN 'false' END"
         ),
         "boolean": f"CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END",
-        "integer": f"CASE {kind} WHEN 'integer' THEN {value} END",
+        "integer": f"CASE WHEN {kind} = 'integer' AND abs({value}) < 1e18 THEN {value} END",
         "numeric": (
             f"CASE WHEN {kind} IN ('integer', 'real') AND abs({value}) < 1e14 THEN {value} END"
         ),
-        # UTCDateTime's text form (schema.py); date() normalizes an impossible day (Feb 30),
-        # which the comparison catches. strftime's %f keeps milliseconds: the API's precision.
+        # The API's form, as UTCDateTime stores it (schema.py), every field in range (SQLite's
+        # date functions take February 30th and 24:00 as they come): the day at most the
+        # month's last, which date() finds.
         "timestamp": (
             f"CASE WHEN {kind} = 'text' AND {value} GLOB {_literal(_SQLITE_TIMESTAMP)} "
-            f"AND date(substr({value}, 1, 10)) = substr({value}, 1, 10) "
-            f"THEN strftime('%Y-%m-%d %H:%M:%f', {value}) || '000' END"
+            f"AND substr({value}, 1, 4) <> '0000' "
+            f"AND substr({value}, 6, 2) BETWEEN '01' AND '12' AND substr({value}, 9, 2) >= '01' "
+            f"AND substr({value}, 1, 10) <= "
+            f"date(substr({value}, 1, 8) || '01', '+1 month', '-1 day') "
+            f"AND substr({value}, 12, 2) < '24' AND substr({value}, 15, 2) < '60' "
+            f"AND substr({value}, 18, 2) < '60' "
+            f"THEN substr({value}, 1, 10) || ' ' || substr({value}, 12, 12) || '000' END"
         ),
     }
     return typed[column.type]
@@ -209,7 +219,9 @@ def _replace(
         position = "e.key"
         # an element that is not an object or array: its JSON text, not its SQL value
         data = "CASE WHEN e.type IN ('object', 'array') THEN e.value ELSE p.data -> e.fullkey END"
-        values = [_sqlite_value("e.value", c) for c in child.columns]
+        # typed columns read objects only: json_type() on a string element's SQL value raises
+        element = "(CASE e.type WHEN 'object' THEN e.value END)"
+        values = [_sqlite_value(element, c) for c in child.columns]
         delete = (
             f"DELETE FROM {_quote(table.name)} WHERE ({', '.join(map(_quote, names))}) IN "  # noqa: S608
             f"(SELECT {keys} FROM {_quote(parent.name)} p WHERE {written})"

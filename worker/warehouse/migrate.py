@@ -25,7 +25,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from worker.source.resources import REGISTRY, Child, Resource
-from worker.warehouse.children import refill
+from worker.warehouse import children
 from worker.warehouse.db import is_postgres
 from worker.warehouse.schema import child_tables, resource_tables
 
@@ -34,7 +34,7 @@ _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_l
 
 
 def _refiller(resource: Resource, child: Child) -> Callable[[sa.Connection], None]:
-    return lambda conn: refill(conn, resource, child)
+    return lambda conn: children.refill(conn, resource, child)
 
 
 # A child table created or given a column is derived again from the stored parents, in the
@@ -106,6 +106,7 @@ def upgrade(engine: Engine) -> list[str]:
         if before != head_revision():
             changes.append(f"worker tables: revision {before or 'none'} -> {head_revision()}")
         operations = Operations(MigrationContext.configure(conn))
+        refill: dict[str, Callable[[sa.Connection], None]] = {}
         for table, column in _resource_gaps(conn):
             if column is None:
                 table.create(conn)
@@ -114,7 +115,9 @@ def upgrade(engine: Engine) -> list[str]:
                 operations.add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
             if table.name in _CHILDREN:
-                _CHILDREN[table.name](conn)
+                refill[table.name] = _CHILDREN[table.name]
+        for derive in refill.values():
+            derive(conn)
         if is_postgres(conn):
             for name in _lz4_gaps(conn):
                 # Applies to values written from now on; existing rows keep theirs until rewritten.
