@@ -93,6 +93,18 @@ def _v1(
 _CREATED = Column("created_at", "created_at", "timestamp")
 
 
+# What an analyst asks of invoices and bills (issue 14, item 4): currency, the amounts, dates.
+_MONEY = (
+    Column("currency", "currency"),
+    Column("subtotal_amount", "subtotal_amount", "numeric"),
+    Column("tax_amount", "tax_amount", "numeric"),
+    Column("total_amount", "total_amount", "numeric"),
+    Column("balance_due", "balance_due", "numeric"),
+    Column("issued_at", "issued_at", "timestamp"),
+    Column("due_on", "due_on", "timestamp"),  # a date: midnight UTC
+    Column("paid_at", "paid_at", "timestamp"),
+)
+
 _LINE_ITEMS = Child(
     "line_items",
     "line_items",
@@ -183,7 +195,7 @@ REGISTRY: dict[str, Resource] = {
             Column("status", "status"),
             Column("customer_id", "customer.id"),
             Column("order_id", "order.id"),
-            Column("total_amount", "total_amount", "numeric"),
+            *_MONEY,
             _CREATED,
             children=(_LINE_ITEMS,),
         ),
@@ -192,7 +204,7 @@ REGISTRY: dict[str, Resource] = {
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("partner_id", "partner.id"),
-            Column("total_amount", "total_amount", "numeric"),
+            *_MONEY,
             _CREATED,
             children=(_LINE_ITEMS,),
         ),

@@ -1,4 +1,5 @@
-"""``rosesync db upgrade``: bring the worker's tables and the resource tables up to date.
+"""``rosesync db upgrade``: bring the worker's tables, the resource and child tables and the
+views over them (views.py) up to date.
 
 Idempotent and safe to run from several processes at once (a worker restart, beat and a CLI
 command starting together): everything happens in one transaction that first takes a lock
@@ -25,7 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from worker.source.resources import REGISTRY, Child, Resource
-from worker.warehouse import children
+from worker.warehouse import children, views
 from worker.warehouse.db import is_postgres
 from worker.warehouse.schema import child_tables, resource_tables
 
@@ -118,6 +119,7 @@ def upgrade(engine: Engine) -> list[str]:
                 refill[table.name] = _CHILDREN[table.name]
         for derive in refill.values():
             derive(conn)
+        changes += views.ensure(conn)
         if is_postgres(conn):
             for name in _lz4_gaps(conn):
                 # Applies to values written from now on; existing rows keep theirs until rewritten.
