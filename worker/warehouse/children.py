@@ -113,8 +113,10 @@ def _sqlite_value(element: str, column: Column) -> str:
         ),
         "boolean": f"CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END",
         "integer": f"CASE WHEN {kind} = 'integer' AND abs({value}) < 1e18 THEN {value} END",
+        # the number's own digits, as the API wrote them (a REAL would round them): exact
         "numeric": (
-            f"CASE WHEN {kind} IN ('integer', 'real') AND abs({value}) < 1e14 THEN {value} END"
+            f"CASE WHEN {kind} IN ('integer', 'real') AND abs({value}) < 1e14 "
+            f"THEN {element} -> {path} END"
         ),
         # The API's form, as UTCDateTime stores it (schema.py), every field in range (SQLite's
         # date functions take February 30th and 24:00 as they come): the day at most the

@@ -57,19 +57,59 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+def _registry_tables() -> list[sa.Table]:
+    return [*resource_tables.values(), *(t for c in child_tables.values() for _, t in c)]
+
+
 def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object] | None]]:
     """What the registry wants that the database lacks: (table, None) for a whole table."""
     inspector = sa.inspect(conn)
     existing = set(inspector.get_table_names())
     gaps: list[tuple[sa.Table, sa.Column[object] | None]] = []
-    tables = [*resource_tables.values(), *(t for c in child_tables.values() for _, t in c)]
-    for table in tables:
+    for table in _registry_tables():
         if table.name not in existing:
             gaps.append((table, None))
             continue
         have = {c["name"] for c in inspector.get_columns(table.name)}
         gaps.extend((table, column) for column in table.columns if column.name not in have)
     return gaps
+
+
+def _inexact_money(conn: sa.Connection) -> list[tuple[sa.Table, list[str]]]:
+    """SQLite tables from before issue 14 whose amounts are REAL, and those columns."""
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    found = []
+    for table in _registry_tables():
+        if table.name not in existing:
+            continue
+        declared = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+        columns = [
+            c.name
+            for c in table.columns
+            if isinstance(c.type, sa.Numeric) and isinstance(declared.get(c.name), sa.Float)
+        ]
+        if columns:
+            found.append((table, columns))
+    return found
+
+
+def _exact_money(conn: sa.Connection, operations: Operations) -> list[str]:
+    """Amounts stored REAL on SQLite become exact decimal text (issue 14, item 4). SQLite cannot
+    change a column's type: the table is rebuilt (Alembic's batch mode: copy, drop, rename),
+    and the copy converts each REAL to its text as it goes, by the TEXT column's affinity.
+    The views go first (a rename checks every view) and ``views.ensure`` makes them again."""
+    tables = _inexact_money(conn)
+    if not tables:
+        return []
+    for name in sa.inspect(conn).get_view_names():
+        if name.startswith("v_"):
+            conn.exec_driver_sql(f'DROP VIEW "{name}"')
+    for table, columns in tables:
+        with operations.batch_alter_table(table.name, recreate="always") as batch:
+            for column in columns:
+                batch.alter_column(column, type_=sa.Text(), existing_type=sa.Float())
+    return [f"made {t.name}.{c} exact (decimal text)" for t, columns in tables for c in columns]
 
 
 def _lz4_gaps(conn: sa.Connection) -> list[str]:
@@ -119,6 +159,8 @@ def upgrade(engine: Engine) -> list[str]:
                 refill[table.name] = _CHILDREN[table.name]
         for derive in refill.values():
             derive(conn)
+        if not is_postgres(conn):
+            changes += _exact_money(conn, operations)
         changes += views.ensure(conn)
         if is_postgres(conn):
             for name in _lz4_gaps(conn):

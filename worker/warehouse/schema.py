@@ -9,6 +9,7 @@ upgrade`` creates them and adds typed columns as the registry grows (see ``migra
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,6 +42,22 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class DecimalText(sa.TypeDecorator[Decimal]):
+    """An exact amount on SQLite, which has no decimal type: the decimal's text, read back as a
+    ``Decimal`` (issue 14, item 4). A column declared TEXT keeps the text as written, where
+    REAL kept a binary float (0.1 + 0.2). SQLite's own arithmetic on it (``sum()``) is still
+    floating point: README, "Money"."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else format(Decimal(value), "f")
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
 
 
 def sqlite_timestamp(value: datetime) -> str:
@@ -187,7 +204,7 @@ OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts, quarantine
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "text": sa.Text(),
     "integer": sa.BigInteger(),
-    "numeric": sa.Numeric(18, 4).with_variant(sa.Float(), "sqlite"),
+    "numeric": sa.Numeric(18, 4).with_variant(DecimalText(), "sqlite"),
     "boolean": sa.Boolean(),
     "timestamp": UTCDateTime(),
 }

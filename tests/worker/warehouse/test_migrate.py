@@ -17,7 +17,7 @@ from tests.support import assert_children_match
 from worker.clock import utcnow
 from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
-from worker.warehouse import connect
+from worker.warehouse import connect, views
 from worker.warehouse.db import create_engine
 from worker.warehouse.load import Loader
 from worker.warehouse.migrate import VERSION_TABLE, head_revision, upgrade
@@ -165,3 +165,36 @@ def test_an_install_from_before_child_tables_gets_them_filled(database_url: str)
     with engine.connect() as conn:
         count = conn.exec_driver_sql("SELECT count(*) FROM rr_orders__commodities").scalar()
     assert count == 1 + 2 + 3
+
+
+def test_sqlite_amounts_stored_as_real_become_exact_text(sqlite_url: str) -> None:
+    """Issue 14: an install from before stored amounts REAL; upgrading rebuilds the table with
+    the amounts as decimal text, keeping its rows, its index and (made again) its views."""
+    engine = connect(sqlite_url)
+    with engine.begin() as conn:
+        ddl = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'rr_orders'"
+        ).scalar_one()
+        assert "total_amount TEXT" in ddl
+        conn.exec_driver_sql("DROP VIEW v_orders")
+        conn.exec_driver_sql("DROP VIEW v_orders__commodities")
+        conn.exec_driver_sql("DROP VIEW v_orders__reference_numbers")
+        conn.exec_driver_sql("DROP TABLE rr_orders")
+        conn.exec_driver_sql(ddl.replace("total_amount TEXT", "total_amount FLOAT"))
+        conn.exec_driver_sql("CREATE INDEX ix_rr_orders_updated_at ON rr_orders (updated_at)")
+        conn.exec_driver_sql(
+            "INSERT INTO rr_orders (id, total_amount, data, updated_at, synced_at) "
+            "VALUES ('o1', 1234.56, '{}', '2024-01-01 00:00:00.000000', "
+            "'2024-01-01 00:00:00.000000')"
+        )
+    assert upgrade(engine) == [
+        "made rr_orders.total_amount exact (decimal text)",
+        *(f"created view {name}" for name in views.definitions()),
+    ]
+    assert upgrade(engine) == []
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT total_amount, typeof(total_amount) FROM rr_orders")
+        assert stored.one() == ("1234.56", "text")
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("rr_orders")}
+        assert "ix_rr_orders_updated_at" in indexes
+        assert conn.exec_driver_sql("SELECT count(*) FROM v_orders").scalar() == 1
