@@ -262,6 +262,4 @@ def check_api(context: Context) -> Finding:
     client = RoseRocketClient(settings, CredentialStore(settings, engine), concurrency=1)
     page = client.list_page(resource, limit=1)
     total = "?" if page.total is None else page.total
-    return Finding(
-        "api", "ok", f"{settings.api_url}: {resource.name} answered ({total} records)"
-    )
+    return Finding("api", "ok", f"{settings.api_url}: {resource.name} answered ({total} records)")

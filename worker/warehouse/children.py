@@ -138,14 +138,18 @@ def _sqlite_value(element: str, column: Column) -> str:
 class ChildWriter:
     """Replaces the children of the parents a batch wrote; statements built once per run."""
 
-    def __init__(self, resource: Resource, parent: sa.Table, postgres: bool, stage: str) -> None:
+    def __init__(self, resource: Resource, parent: sa.Table, postgres: bool) -> None:
         self._key = [column.name for column, _ in parent_key(parent)]
         keys = ", ".join(f"p.{_quote(k)}" for k in self._key)
         if postgres:
-            stage_keys = ", ".join(f"s.{_quote(k)}" for k in self._key)
+            # The batch's keys as arrays, not a join with the staging table: the planner knows
+            # an array's length, so it looks the parents (and their children) up by primary
+            # key; it has no statistics on the stage, and chose to read both whole tables for
+            # every batch, a sync quadratic in the table's size.
+            arrays = ", ".join(f"%(k{i})s" for i in range(len(self._key)))
             written = (
-                f"({keys}, p.updated_at) IN "  # noqa: S608
-                f"(SELECT {stage_keys}, s.updated_at FROM {_quote(stage)} s)"
+                f"p.{_quote(self._key[0])} = ANY(%(k0)s) AND ({keys}, p.updated_at) IN "  # noqa: S608
+                f"(SELECT * FROM unnest({arrays}, %(updated)s))"
             )
         else:
             pairs = ", ".join(f"w.value ->> {i}" for i in range(len(self._key) + 1))
@@ -159,25 +163,38 @@ class ChildWriter:
     def __bool__(self) -> bool:
         return bool(self._statements)
 
-    def write_postgres(self, cursor: Any) -> None:
-        """After the upsert from the stage, on the same psycopg cursor and transaction."""
+    def write_postgres(self, cursor: Any, names: Sequence[str], rows: Sequence[Any]) -> None:
+        """After the upsert of ``rows`` (tuples in ``names`` order), on the same psycopg
+        cursor and transaction: the children of every parent now stored in the version one of
+        them carried."""
+        written = self._written(names, rows)
+        arrays: dict[str, list[Any]] = {
+            f"k{i}": [key[i] for key in written] for i in range(len(self._key))
+        }
+        arrays["updated"] = list(written.values())
         for statement in self._statements:
-            cursor.execute(statement)
+            cursor.execute(statement, arrays)
 
     def write_sqlite(self, conn: sa.Connection, names: Sequence[str], rows: Sequence[Any]) -> None:
-        """After the upsert of ``rows`` (tuples in ``names`` order): the children of every
-        parent now stored in the version one of them carried."""
-        at = [names.index(k) for k in self._key] + [names.index("updated_at")]
-        newest: dict[tuple[Any, ...], Any] = {}
-        for row in rows:
-            key = tuple(row[i] for i in at[:-1])
-            updated = row[at[-1]]
-            if key not in newest or updated > newest[key]:  # UTCDateTime text sorts as time
-                newest[key] = updated
-        written = msgspec.json.encode([[*key, updated] for key, updated in newest.items()])
-        parameter = (written.decode(),)
+        """As :meth:`write_postgres`, the batch's keys as one JSON parameter."""
+        written = self._written(names, rows)
+        pairs = msgspec.json.encode([[*key, updated] for key, updated in written.items()])
+        parameter = (pairs.decode(),)
         for statement in self._statements:
             conn.exec_driver_sql(statement, parameter)
+
+    def _written(self, names: Sequence[str], rows: Sequence[Any]) -> dict[tuple[Any, ...], Any]:
+        """Each parent key of the batch with its newest ``updated_at`` (the version the upsert
+        kept, unless the stored one is newer still)."""
+        at = [names.index(k) for k in self._key]
+        cursor = names.index("updated_at")
+        newest: dict[tuple[Any, ...], Any] = {}
+        for row in rows:
+            key = tuple(row[i] for i in at)
+            updated = row[cursor]
+            if key not in newest or updated > newest[key]:  # SQLite's time text sorts as time
+                newest[key] = updated
+        return newest
 
 
 def refill(conn: sa.Connection, resource: Resource, child: Child) -> None:
