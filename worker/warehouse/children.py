@@ -138,18 +138,22 @@ def _sqlite_value(element: str, column: Column) -> str:
 class ChildWriter:
     """Replaces the children of the parents a batch wrote; statements built once per run."""
 
-    def __init__(self, resource: Resource, parent: sa.Table, postgres: bool) -> None:
+    def __init__(self, resource: Resource, parent: sa.Table, dialect: sa.Dialect) -> None:
+        postgres = dialect.name == "postgresql"
         self._key = [column.name for column, _ in parent_key(parent)]
         keys = ", ".join(f"p.{_quote(k)}" for k in self._key)
         if postgres:
             # The batch's keys as arrays, not a join with the staging table: the planner knows
-            # an array's length, so it looks the parents (and their children) up by primary
-            # key; it has no statistics on the stage, and chose to read both whole tables for
-            # every batch, a sync quadratic in the table's size.
-            arrays = ", ".join(f"%(k{i})s" for i in range(len(self._key)))
+            # an array's length, so it looks the parents (and their children) up by index; it
+            # has no statistics on the stage, and chose to read both whole tables for every
+            # batch, a sync quadratic in the table's size.
+            arrays = ", ".join(
+                f"%(k{i})s::{column.type.compile(dialect=dialect)}[]"
+                for i, (column, _) in enumerate(parent_key(parent))
+            )
             written = (
-                f"p.{_quote(self._key[0])} = ANY(%(k0)s) AND ({keys}, p.updated_at) IN "  # noqa: S608
-                f"(SELECT * FROM unnest({arrays}, %(updated)s))"
+                f"({keys}, p.updated_at) IN "  # noqa: S608
+                f"(SELECT * FROM unnest({arrays}, %(updated)s::timestamptz[]))"
             )
         else:
             pairs = ", ".join(f"w.value ->> {i}" for i in range(len(self._key) + 1))

@@ -110,7 +110,7 @@ class Loader:
         self._names = self._builder.columns
         self._data = self._names.index("data")
         self._statement = self._postgres_statement() if self.postgres else self._sqlite_statement()
-        self._children = ChildWriter(resource, self.table, self.postgres)
+        self._children = ChildWriter(resource, self.table, engine.dialect)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
         # this run, the keys now quarantined (released when their record loads), and the new
         # ones this run set aside (what SYNC_MAX_QUARANTINE limits).
