@@ -11,7 +11,12 @@ by a batch) keeps them.
 Why in the database: building child rows in Python meant decoding every record in full (the
 decoder reads only the typed columns' paths, worker/source/records.py) and shipping a second
 set of rows; an earlier attempt made PostgreSQL syncs 25-40% slower. Here the only extra
-traffic is one statement per child table (the SQL reads the JSON the upsert has just stored).
+traffic is two statements per child table (the SQL reads the JSON the upsert has just stored).
+What it costs (benchmarks/README.md, rosesync against rosesync-flat, 20,000 orders and 8,000
+customers, about 4.5 child rows an order, median of 3 on a busy 2-core machine): SQLite
+0.53-0.58x and PostgreSQL 0.64-0.78x the records/s without child tables, most of it writing
+the child rows (their index and JSON) and, on SQLite, parsing each parent's JSON once per
+child table. Issue 16's target is 0.7x.
 
 Typed columns follow the parent's rules (warehouse/rows.py) as far as SQL can without raising,
 the same on both databases: a value that does not fit its type is NULL, the element being kept
