@@ -2,8 +2,7 @@
 
 Every batch of pages is one transaction holding the upsert of its rows, their child rows
 (warehouse/children.py), the advanced cursor, the run's counters and the lease renewal (the
-fence). A crash anywhere leaves either all of it
-or none.
+fence). A crash anywhere leaves either all of it or none.
 
 The upsert never lets an older version overwrite a newer one (``updated_at`` decides, per column,
 with a CASE) but always stamps ``synced_at`` and clears ``deleted_at``: a full sync relies on

@@ -42,8 +42,8 @@ def _refiller(resource: Resource, child: Child) -> Callable[[sa.Connection], Non
 # upgrade's transaction: an existing install gets its children without a full sync (issue 14).
 _CHILDREN = {
     REGISTRY[name].child_table(child): _refiller(REGISTRY[name], child)
-    for name, children in child_tables.items()
-    for child, _ in children
+    for name, declared in child_tables.items()
+    for child, _ in declared
 }
 
 
