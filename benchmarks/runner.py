@@ -21,7 +21,8 @@ from config.settings import load_settings
 from worker.credentials.bootstrap import bootstrap
 from worker.warehouse import connect
 
-CONTENDERS = ("naive", "simple", "rosesync")
+# rosesync-flat: rosesync with its child tables left empty (issue 14), to price them.
+CONTENDERS = ("naive", "simple", "rosesync", "rosesync-flat")
 # The child's environment: only what a process needs to run, never the caller's rosesync
 # settings (SYNC_CONCURRENCY=1 in a developer's shell would quietly change the figures).
 _PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
@@ -68,10 +69,11 @@ def run_contender(
 ) -> Row:
     label = f"{scenario}-{kind}-{contender}-{uuid.uuid4().hex[:6]}"
     with fresh_warehouse(kind, ctx.run_dir, label, ctx.postgres) as warehouse:
-        if contender == "rosesync":
+        if contender.startswith("rosesync"):
             env = _rosesync_env(ctx, sim, warehouse)
             _bootstrap(env)
             argv = ["-m", "benchmarks.rosesync_contender"]
+            argv += ["--no-children"] if contender == "rosesync-flat" else []
             token_file = None
         else:
             env = _base_env()
@@ -91,7 +93,7 @@ def run_contender(
         records = _verify(warehouse, contender, sim, resources)
         requests = (
             warehouse.scalar("SELECT sum(requests) FROM rrsync_runs")
-            if contender == "rosesync" else None
+            if contender.startswith("rosesync") else None
         )
     simulator_cpu = (
         None if sim_cpu_before is None or sim_cpu_after is None
@@ -118,7 +120,7 @@ def _verify(
     """The rows loaded per resource, which must equal what the simulator serves."""
     total = 0
     for resource in resources:
-        if contender == "rosesync":
+        if contender.startswith("rosesync"):
             query = f"SELECT count(*) FROM rr_{resource} WHERE deleted_at IS NULL"
         else:
             query = f"SELECT count(*) FROM {table_of(resource)}"

@@ -26,6 +26,7 @@ RESOURCES = ("orders", "customers")
 LATENCY_SECONDS = 0.1
 MIN_SPEEDUP_OVER_SIMPLE = 1.5
 MIN_SPEEDUP_OVER_NAIVE = 10.0
+MIN_SHARE_WITH_CHILDREN = 0.7  # child tables cost at most 30% of records/s (issue 14)
 MAX_PEAK_RSS_MB = 150.0
 MAX_RSS_GROWTH = 0.10  # between the default size and 10x
 MEMORY_FACTOR = 10
@@ -105,6 +106,10 @@ def throughput(ctx: RunContext, plan: Plan) -> Outcome:
             outcome.checks += [
                 _ratio_check(kind, best["rosesync"], best["simple"], MIN_SPEEDUP_OVER_SIMPLE),
                 _ratio_check(kind, best["rosesync"], best["naive"], MIN_SPEEDUP_OVER_NAIVE),
+                _ratio_check(
+                    f"{kind} child tables", best["rosesync"], best["rosesync-flat"],
+                    MIN_SHARE_WITH_CHILDREN,
+                ),
             ]
     return outcome
 

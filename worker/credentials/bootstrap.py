@@ -44,6 +44,7 @@ def bootstrap(
     store = CredentialStore(settings, engine, org=org, cipher=load_cipher(settings, create=True))
     endpoints = discover(settings)
     request = authorization_request(settings, endpoints)
+
     def exchange(code: str) -> None:
         requested_at = utcnow()
         store.replace(exchange_code(settings, endpoints, code, request), requested_at)

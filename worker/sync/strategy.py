@@ -77,9 +77,9 @@ def probe_resources(
     return [paging_for(settings, engine, client, r, org, probe=True) for r in resources]
 
 
-def known_paging(settings: Settings, engine: Engine, resources: list[Resource], org: str) -> dict[
-    str, Paging | None
-]:
+def known_paging(
+    settings: Settings, engine: Engine, resources: list[Resource], org: str
+) -> dict[str, Paging | None]:
     """What the last probes found, without probing (`rosesync resources`, `rosesync status`)."""
     found: dict[str, Paging | None] = {}
     for resource in resources:

@@ -1,8 +1,8 @@
 """Loading pages into ``rr_<resource>``: bulk, idempotent, and committed with the checkpoint.
 
-Every batch of pages is one transaction holding the upsert of its rows, the advanced cursor,
-the run's counters and the lease renewal (the fence). A crash anywhere leaves either all of it
-or none.
+Every batch of pages is one transaction holding the upsert of its rows, their child rows
+(warehouse/children.py), the advanced cursor, the run's counters and the lease renewal (the
+fence). A crash anywhere leaves either all of it or none.
 
 The upsert never lets an older version overwrite a newer one (``updated_at`` decides, per column,
 with a CASE) but always stamps ``synced_at`` and clears ``deleted_at``: a full sync relies on
@@ -46,6 +46,7 @@ from worker.logs import redact
 from worker.source.records import Record
 from worker.source.resources import Column, Resource
 from worker.warehouse import quarantine
+from worker.warehouse.children import ChildWriter
 from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader
 from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
@@ -108,6 +109,7 @@ class Loader:
         self._names = self._builder.columns
         self._data = self._names.index("data")
         self._statement = self._postgres_statement() if self.postgres else self._sqlite_statement()
+        self._children = ChildWriter(resource, self.table, engine.dialect)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
         # this run, the keys now quarantined (released when their record loads), and the new
         # ones this run set aside (what SYNC_MAX_QUARANTINE limits).
@@ -326,6 +328,8 @@ class Loader:
     def _write(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
         if not self.postgres:
             conn.exec_driver_sql(self._statement, rows)
+            if self._children:
+                self._children.write_sqlite(conn, self._names, rows)
             return
         dbapi = conn.connection.dbapi_connection
         assert isinstance(dbapi, psycopg.Connection)
@@ -350,6 +354,8 @@ class Loader:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(self._statement)
+            if self._children:
+                self._children.write_postgres(cursor, self._names, rows)
 
     # -- reconciliation (worker/sync/reconcile.py) -------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``rosesync db upgrade``: bring the worker's tables and the resource tables up to date.
+"""``rosesync db upgrade``: bring the worker's tables, the resource and child tables and the
+views over them (views.py) up to date.
 
 Idempotent and safe to run from several processes at once (a worker restart, beat and a CLI
 command starting together): everything happens in one transaction that first takes a lock
@@ -18,6 +19,7 @@ decompress faster too (benchmarks/README.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -28,11 +30,26 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from worker.source.resources import REGISTRY, Child, Resource
+from worker.warehouse import children, views
 from worker.warehouse.db import is_postgres, schemas
-from worker.warehouse.schema import resource_tables, state
+from worker.warehouse.schema import child_tables, resource_tables, state
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
 _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_lock
+
+
+def _refiller(resource: Resource, child: Child) -> Callable[[sa.Connection], None]:
+    return lambda conn: children.refill(conn, resource, child)
+
+
+# A child table created or given a column is derived again from the stored parents, in the
+# upgrade's transaction: an existing install gets its children without a full sync (issue 14).
+_CHILDREN = {
+    REGISTRY[name].child_table(child): _refiller(REGISTRY[name], child)
+    for name, declared in child_tables.items()
+    for child, _ in declared
+}
 
 
 def _alembic_config() -> Config:
@@ -45,18 +62,59 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+def _registry_tables() -> list[sa.Table]:
+    return [*resource_tables.values(), *(t for c in child_tables.values() for _, t in c)]
+
+
 def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object] | None]]:
     """What the registry wants that the database lacks: (table, None) for a whole table."""
     inspector = sa.inspect(conn)
     existing = set(inspector.get_table_names())
     gaps: list[tuple[sa.Table, sa.Column[object] | None]] = []
-    for table in resource_tables.values():
+    for table in _registry_tables():
         if table.name not in existing:
             gaps.append((table, None))
             continue
         have = {c["name"] for c in inspector.get_columns(table.name)}
         gaps.extend((table, column) for column in table.columns if column.name not in have)
     return gaps
+
+
+def _inexact_money(conn: sa.Connection) -> list[tuple[sa.Table, list[str]]]:
+    """SQLite tables from before issue 14 whose amounts are REAL, and those columns."""
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    found = []
+    for table in _registry_tables():
+        if table.name not in existing:
+            continue
+        declared = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
+        columns = [
+            c.name
+            for c in table.columns
+            if isinstance(c.type, sa.Numeric) and isinstance(declared.get(c.name), sa.Float)
+        ]
+        if columns:
+            found.append((table, columns))
+    return found
+
+
+def _exact_money(conn: sa.Connection, operations: Operations) -> list[str]:
+    """Amounts stored REAL on SQLite become exact decimal text (issue 14, item 4). SQLite cannot
+    change a column's type: the table is rebuilt (Alembic's batch mode: copy, drop, rename),
+    and the copy converts each REAL to its text as it goes, by the TEXT column's affinity.
+    The views go first (a rename checks every view) and ``views.ensure`` makes them again."""
+    tables = _inexact_money(conn)
+    if not tables:
+        return []
+    for name in sa.inspect(conn).get_view_names():
+        if name.startswith("v_"):
+            conn.exec_driver_sql(f'DROP VIEW "{name}"')
+    for table, columns in tables:
+        with operations.batch_alter_table(table.name, recreate="always") as batch:
+            for column in columns:
+                batch.alter_column(column, type_=sa.Text(), existing_type=sa.Float())
+    return [f"made {t.name}.{c} exact (decimal text)" for t, columns in tables for c in columns]
 
 
 def _lz4_gaps(conn: sa.Connection) -> list[str]:
@@ -106,6 +164,7 @@ def upgrade(engine: Engine) -> list[str]:
         if before != head_revision():
             changes.append(f"worker tables: revision {before or 'none'} -> {head_revision()}")
         operations = Operations(MigrationContext.configure(conn))
+        refill: dict[str, Callable[[sa.Connection], None]] = {}
         for table, column in _resource_gaps(conn):
             if column is None:
                 table.create(conn)
@@ -119,6 +178,13 @@ def upgrade(engine: Engine) -> list[str]:
             else:
                 operations.add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
+            if table.name in _CHILDREN:
+                refill[table.name] = _CHILDREN[table.name]
+        for derive in refill.values():
+            derive(conn)
+        if not is_postgres(conn):
+            changes += _exact_money(conn, operations)
+        changes += views.ensure(conn)
         if is_postgres(conn):
             for name in _lz4_gaps(conn):
                 # Applies to values written from now on; existing rows keep theirs until rewritten.

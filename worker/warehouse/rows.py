@@ -29,7 +29,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from worker.clock import parse_timestamp
@@ -78,13 +78,8 @@ def _integer(value: Any) -> int:
     raise ValueError(repr(value))
 
 
-def _float(value: Any) -> float:
-    if type(value) in (int, float, str):
-        return float(value)
-    raise ValueError(repr(value))
-
-
 _NUMERIC_LIMIT = Decimal(10) ** 14  # NUMERIC(18, 4): 14 digits before the point
+_SCALE = Decimal("0.0001")
 
 
 def _decimal(value: Any) -> Decimal:
@@ -97,6 +92,13 @@ def _decimal(value: Any) -> Decimal:
         if number.is_finite() and abs(number) < _NUMERIC_LIMIT:
             return number
     raise ValueError(repr(value))
+
+
+def _decimal_text(value: Any) -> str:
+    """For SQLite, which has no decimal type: the amount as NUMERIC(18, 4) would hold it, in
+    text (issue 14, item 4: money is exact everywhere; REAL was not). Rounded half away from
+    zero, as PostgreSQL rounds."""
+    return format(_decimal(value).quantize(_SCALE, ROUND_HALF_UP), "f")
 
 
 def _canonical(text: str) -> bool:
@@ -145,7 +147,7 @@ _SQLITE: dict[ColumnType, Convert] = {
     "text": _text,
     "boolean": _boolean,
     "integer": _integer,
-    "numeric": _float,  # REAL: SQLite has no decimal type
+    "numeric": _decimal_text,  # SQLite has no decimal type: exact text (schema.DecimalText)
     "timestamp": sqlite_time,
 }
 _POSTGRES: dict[ColumnType, Convert] = {**_SQLITE, "numeric": _decimal, "timestamp": postgres_time}

@@ -8,16 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.support import assert_children_match
+from worker.clock import utcnow
+from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
-from worker.warehouse import connect
+from worker.warehouse import connect, views
 from worker.warehouse.db import create_engine
+from worker.warehouse.load import Loader
 from worker.warehouse.migrate import VERSION_TABLE, head_revision, upgrade
 from worker.warehouse.rows import RowBuilder
-from worker.warehouse.schema import OWN_TABLES, metadata
+from worker.warehouse.schema import OWN_TABLES, child_tables, metadata, resource_tables
 
 
 def _rosesync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -74,8 +79,9 @@ def test_missing_registry_column_is_added(database_url: str) -> None:
     engine = create_engine(database_url)
     upgrade(engine)
     with engine.begin() as conn:
+        conn.exec_driver_sql("DROP VIEW v_orders")  # it reads the column
         conn.exec_driver_sql("ALTER TABLE rr_orders DROP COLUMN status")
-    assert upgrade(engine) == ["added rr_orders.status"]
+    assert upgrade(engine) == ["added rr_orders.status", "created view v_orders"]
     assert upgrade(engine) == []
 
 
@@ -110,3 +116,85 @@ def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgre
                 for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
             }
             assert wanted == {name: oid for name, oid, _ in columns}
+
+
+def test_an_install_from_before_child_tables_gets_them_filled(database_url: str) -> None:
+    """Issue 14: upgrading an install whose rr_* rows predate child tables (dropped here) creates
+    them and derives their rows from the stored parents, soft-deleted ones included; a child
+    table given a new column is derived again, so the column is filled too."""
+    engine = connect(database_url)
+    loader = Loader(engine, REGISTRY["orders"], "default", run_id=0)
+    decoder = Decoder(REGISTRY["orders"])
+    records = [
+        {
+            "id": f"o{n}",
+            "updated_at": f"2024-01-0{n}T00:00:00.000Z",
+            "commodities": [{"weight": w, "description": "Lumber"} for w in range(n)],
+            "reference_numbers": [{"type": "PO", "value": f"PO-{n}"}],
+            "billing": {"line_items": [{"code": "LH", "amount": 12.5 * n}]},
+        }
+        for n in range(1, 4)
+    ]
+    rows = loader.rows([decoder.record(msgspec.json.encode(r), "test") for r in records])
+    loader.commit(rows, 1, lambda: None, {}, lambda _conn: None)
+    with engine.begin() as conn:
+        conn.execute(
+            resource_tables["orders"]
+            .update()
+            .where(resource_tables["orders"].c.id == "o2")
+            .values(deleted_at=utcnow())
+        )
+        for _, table in child_tables["orders"]:
+            conn.exec_driver_sql(f'DROP VIEW "v_{table.name[3:]}"')
+            conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+    assert upgrade(engine) == [
+        "created rr_orders__commodities",
+        "created rr_orders__reference_numbers",
+        "created view v_orders__commodities",
+        "created view v_orders__reference_numbers",
+    ]
+    assert_children_match(engine, "orders")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP VIEW v_orders__commodities")
+        conn.exec_driver_sql("ALTER TABLE rr_orders__commodities DROP COLUMN description")
+    assert upgrade(engine) == [
+        "added rr_orders__commodities.description",
+        "created view v_orders__commodities",
+    ]
+    assert_children_match(engine, "orders")
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql("SELECT count(*) FROM rr_orders__commodities").scalar()
+    assert count == 1 + 2 + 3
+
+
+def test_sqlite_amounts_stored_as_real_become_exact_text(sqlite_url: str) -> None:
+    """Issue 14: an install from before stored amounts REAL; upgrading rebuilds the table with
+    the amounts as decimal text, keeping its rows, its index and (made again) its views."""
+    engine = connect(sqlite_url)
+    with engine.begin() as conn:
+        ddl = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'rr_orders'"
+        ).scalar_one()
+        assert "total_amount TEXT" in ddl
+        conn.exec_driver_sql("DROP VIEW v_orders")
+        conn.exec_driver_sql("DROP VIEW v_orders__commodities")
+        conn.exec_driver_sql("DROP VIEW v_orders__reference_numbers")
+        conn.exec_driver_sql("DROP TABLE rr_orders")
+        conn.exec_driver_sql(ddl.replace("total_amount TEXT", "total_amount FLOAT"))
+        conn.exec_driver_sql("CREATE INDEX ix_rr_orders_updated_at ON rr_orders (updated_at)")
+        conn.exec_driver_sql(
+            "INSERT INTO rr_orders (id, total_amount, data, updated_at, synced_at) "
+            "VALUES ('o1', 1234.56, '{}', '2024-01-01 00:00:00.000000', "
+            "'2024-01-01 00:00:00.000000')"
+        )
+    assert upgrade(engine) == [
+        "made rr_orders.total_amount exact (decimal text)",
+        *(f"created view {name}" for name in views.definitions()),
+    ]
+    assert upgrade(engine) == []
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT total_amount, typeof(total_amount) FROM rr_orders")
+        assert stored.one() == ("1234.56", "text")
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("rr_orders")}
+        assert "ix_rr_orders_updated_at" in indexes
+        assert conn.exec_driver_sql("SELECT count(*) FROM v_orders").scalar() == 1
