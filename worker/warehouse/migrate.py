@@ -7,7 +7,7 @@ command starting together): everything happens in one transaction that first tak
 
 On PostgreSQL with ROSESYNC_SCHEMA in effect (issue 14, item 3; worker/warehouse/db.py), the
 schemas are created if missing, Alembic runs with rosesync's own schema first in the search
-path (so its tables, and its version table, are created there; revision 0008 moves those of an
+path (so its tables, and its version table, are created there; revision 0007 moves those of an
 install from before), and the resource tables are created in the rr_* tables' schema.
 
 On PostgreSQL the resource tables' ``data`` column is compressed with LZ4 where the server has

@@ -52,7 +52,7 @@ def test_an_install_with_everything_in_one_schema_is_moved_with_its_data(
         result = sync_resource(world.settings, old, world.store, REGISTRY["orders"], full=True)
         assert result.ok, result.run.error
         with old.begin() as conn:
-            conn.exec_driver_sql("UPDATE rrsync_alembic_version SET version_num = '0007_drift'")
+            conn.exec_driver_sql("UPDATE rrsync_alembic_version SET version_num = '0006_drift'")
         before = warehouse_rows(old, "orders")
         assert {t.name for t in OWN_TABLES} <= tables(data) and not tables(own)
         credential = read_credential(old, "default")

@@ -1,7 +1,7 @@
 """Schema drift: the fields each resource is known to have, and the changes runs noticed
 (issue 14, item 2).
 
-Revision ID: 0007_drift
+Revision ID: 0006_drift
 Revises: 0005_quarantine
 Create Date: 2026-11-30
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 from worker.warehouse.schema import UTCDateTime
 
-revision = "0007_drift"
+revision = "0006_drift"
 down_revision = "0005_quarantine"
 branch_labels = None
 depends_on = None

@@ -6,16 +6,16 @@ the rr_* tables' schema), so the tables found in the second are moved to the fir
 rows, indexes and sequences (``ALTER TABLE ... SET SCHEMA``); Alembic's version table too, and
 the version this migration writes lands in the moved one. SQLite has one file: nothing to do.
 
-Revision ID: 0008_schemas
-Revises: 0007_drift
+Revision ID: 0007_schemas
+Revises: 0006_drift
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_schemas"
-down_revision = "0007_drift"
+revision = "0007_schemas"
+down_revision = "0006_drift"
 branch_labels = None
 depends_on = None
 
