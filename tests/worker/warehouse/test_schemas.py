@@ -46,7 +46,7 @@ def test_an_install_with_everything_in_one_schema_is_moved_with_its_data(
     legacy = postgres_url.split("&rrsync_own=", 1)[0]  # the layout before: one schema
     config = SimulatorConfig(records=60)
     with make_world(legacy, tmp_path, config, ROSESYNC_SCHEMA=own) as world:
-        # what an install of the revision before looked like: own tables beside rr_*, at 0007
+        # what an install of the revision before looked like: own tables beside rr_*, at 0006
         assert world.settings.warehouse_url == postgres_url  # ROSESYNC_SCHEMA is in effect...
         old = connect(legacy)  # ...but this engine is the old layout's
         result = sync_resource(world.settings, old, world.store, REGISTRY["orders"], full=True)
