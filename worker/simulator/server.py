@@ -324,10 +324,11 @@ class Simulator:
         self._app.counters.add_all("mutations", {"deleted": deleted})
         return deleted
 
-    def dump(self, resource: str) -> list[dict[str, Any]]:
-        """The live records of `resource` exactly as the API serves them, in API order."""
+    def dump(self, resource: str, org: str | None = None) -> list[dict[str, Any]]:
+        """The live records of `resource` exactly as the API serves them, in API order (those of
+        ``org``'s dataset when given: SimulatorConfig.orgs)."""
         _check_resource(resource)
-        return self._app.dataset.dump(resource)
+        return self._app.dataset_of(org).dump(resource)
 
     def poisoned(self, resource: str) -> list[str]:
         """Ids of the poison records planted in `resource` (SimulatorConfig.poison)."""
@@ -340,9 +341,9 @@ class Simulator:
     def reset_counters(self) -> None:
         self._app.counters.reset()
 
-    def revoke_all(self) -> None:
-        """Revoke every access and refresh token issued so far."""
-        self._app.oauth.revoke_all()
+    def revoke_all(self, org: str | None = None) -> None:
+        """Revoke every access and refresh token issued so far (only ``org``'s, if given)."""
+        self._app.oauth.revoke_all(org)
 
 
 def _check_resource(resource: str) -> None:
