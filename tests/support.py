@@ -11,7 +11,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,10 @@ class World:
     env: dict[str, str]
     engine: Engine
     store: CredentialStore
+    stores: dict[str, CredentialStore] = field(default_factory=dict)  # per extra org
 
-    def dump(self, resource: str) -> list[dict[str, Any]]:
-        return self.sim.dump(resource)
+    def dump(self, resource: str, org: str | None = None) -> list[dict[str, Any]]:
+        return self.sim.dump(resource, org)
 
 
 def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> dict[str, str]:
@@ -78,8 +79,14 @@ def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> 
 
 @contextmanager
 def make_world(
-    database_url: str, tmp_path: Path, sim_config: SimulatorConfig | None = None, **env: str
+    database_url: str,
+    tmp_path: Path,
+    sim_config: SimulatorConfig | None = None,
+    orgs: tuple[str, ...] = (),
+    **env: str,
 ) -> Iterator[World]:
+    """A simulator, settings pointed at it, a warehouse and the settings' credential; and one
+    more credential per org of ``orgs`` (issue 15), each bootstrapped as `bootstrap --org`."""
     config = replace(
         sim_config or SimulatorConfig(records=300),
         consent="approve",
@@ -90,16 +97,25 @@ def make_world(
         settings = load_settings(environ=variables, dotenv_path=None)
         engine = connect(settings.database_url)
         bootstrap(settings, engine, announce=visit_soon, timeout=60)
+        stores = {}
+        for org in orgs:
+            bootstrap(settings, engine, announce=visit_soon, org=org, timeout=60)
+            stores[org] = CredentialStore(settings, engine, org=org)
         try:
-            yield World(sim, settings, variables, engine, CredentialStore(settings, engine))
+            yield World(
+                sim, settings, variables, engine, CredentialStore(settings, engine), stores
+            )
         finally:
             engine.dispose()  # each writer keeps a pooled connection; a soak run makes hundreds
 
 
-def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:
+def warehouse_rows(
+    engine: Engine, resource: str, org: str = "default"
+) -> dict[str, dict[str, Any]]:
+    """One org's rows of ``resource``, by id."""
     table = resource_tables[resource]
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table)).mappings().all()
+        rows = conn.execute(sa.select(table).where(table.c.org == org)).mappings().all()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         item = dict(row)
@@ -109,11 +125,11 @@ def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def assert_matches_source(world: World, resource: str) -> None:
+def assert_matches_source(world: World, resource: str, org: str | None = None) -> None:
     """The warehouse's live rows equal the simulator's dump: ids, data and updated_at; every
-    row marked deleted is really gone at the source."""
-    source = {r["id"]: r for r in world.dump(resource)}
-    rows = warehouse_rows(world.engine, resource)
+    row marked deleted is really gone at the source. ``org``: that org's rows and dataset."""
+    source = {r["id"]: r for r in world.dump(resource, org)}
+    rows = warehouse_rows(world.engine, resource, org or world.settings.credential_name)
     live = {k: v for k, v in rows.items() if v["deleted_at"] is None}
     missing = sorted(set(source) - set(live))
     extra = sorted(set(live) - set(source))

@@ -91,8 +91,7 @@ def test_revoking_one_org_leaves_the_others(orgs_sim: Simulator, client: OAuthCl
     assert bad.status_code == 400
 
 
-def test_counters_per_client_and_org_per_second(orgs_sim: Simulator,
-                                                client: OAuthClient) -> None:
+def test_counters_per_client_and_org_per_second(orgs_sim: Simulator, client: OAuthClient) -> None:
     token_a, token_b, plain = (org_token(client, org) for org in ("org-a", "org-b", None))
     for _ in range(3):
         client.api("orders", token_a)
@@ -103,7 +102,10 @@ def test_counters_per_client_and_org_per_second(orgs_sim: Simulator,
     assert counters["org_requests"] == {"org-a": 3, "org-b": 1, "(none)": 1}
     per_org = counters["per_second"]["orgs"]
     assert {org: sum(seconds.values()) for org, seconds in per_org.items()} == {
-        "org-a": 3, "org-b": 1, "(none)": 1}
+        "org-a": 3,
+        "org-b": 1,
+        "(none)": 1,
+    }
     clients = counters["per_second"]["clients"]
     assert list(clients) == ["rrsync-demo"] and sum(clients["rrsync-demo"].values()) == 5
     peaks = counters["peak_per_second"]

@@ -286,23 +286,26 @@ def status_text(report: StatusReport) -> str:
     rows = []
     for state in report.resources:
         run = state.last_run
+        key = (state.org, state.resource)
         rows.append(
             (
+                state.org,
                 state.resource,
-                paging_text(report.paging.get(state.resource))[0],
+                paging_text(report.paging.get(key))[0],
                 when(run.started_at) if run else "never",
                 run.status if run else "-",
                 run.records if run else "-",
                 seconds(run.seconds) if run else "-",
                 state.rows,
                 state.deleted_rows,
-                report.quarantined.get(state.resource, 0),
+                report.quarantined.get(key, 0),
                 when(state.cursor),
                 (run.error or "")[:60] if run else None,
             )
         )
     resources_table = table(
         (
+            "org",
             "resource",
             "paging",
             "last run",

@@ -308,14 +308,21 @@ class Simulator:
         """Change live mutation; None keeps a rate, 0 stops it."""
         self._app.mutation.set(per_request, per_second)
 
-    def mutate(self, count: int, resource: str | None = None) -> dict[str, int]:
+    def mutate(
+        self, count: int, resource: str | None = None, org: str | None = None
+    ) -> dict[str, int]:
         """Apply `count` random mutations now: {"updated": a, "created": b, "deleted": c}.
 
-        All of them to `resource` if given, else spread over resources by size.
+        All of them to `resource` if given, else spread over resources by size; to ``org``'s
+        dataset if given (SimulatorConfig.orgs), else the default one.
         """
         if resource is not None:
             _check_resource(resource)
-        return self._app.mutation.mutate(count, resource)
+        if org is None:
+            return self._app.mutation.mutate(count, resource)
+        done = self._app.dataset_of(org).mutate(count, resource)
+        self._app.counters.add_all("mutations", done)
+        return done
 
     def delete(self, resource: str, record_ids: list[str]) -> int:
         """Delete these records now (tests that need a particular shift of the list)."""

@@ -105,8 +105,10 @@ def sync_resource(
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> SyncResult:
-    """Run one sync of ``resource``; never raises for a failed run (see ``SyncResult``)."""
-    org = settings.credential_name
+    """Run one sync of ``resource`` for the org of ``tokens``; never raises for a failed run
+    (see ``SyncResult``). The org comes from the token source, so the rows and state can only
+    be those of the org whose token read them (issue 15)."""
+    org = tokens.org
     mode = "full" if full else "incremental"
     lease = Lease(engine, lease_name(resource.name, org), settings.lock_ttl_seconds)
     if not lease.acquire():

@@ -104,7 +104,7 @@ def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgre
                 {"table": resource.table},
             ).all()
             assert {name: compression for name, _, compression in columns}["data"] == "l"
-            builder = RowBuilder(resource, postgres=True)
+            builder = RowBuilder(resource, postgres=True, org="default")
             wanted = {
                 name: conn.execute(sa.text("SELECT to_regtype(:t)::oid::int"), {"t": wire}).scalar()
                 for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
