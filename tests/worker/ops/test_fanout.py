@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from tests.support import Webhook, World, assert_matches_source, make_world, warehouse_rows
 from tests.worker.ops.test_tasks import Process, processes, wait_for
-from worker.simulator import SimulatorConfig
+from worker.simulator import FaultRule, SimulatorConfig
 from worker.warehouse import credentials as credential_rows
 from worker.warehouse.runs import recent_runs
 
@@ -105,3 +105,41 @@ def test_a_revoked_org_alerts_once_and_the_others_keep_syncing(
         assert not [t for t in titles if "org-a" in t or "org-c" in t], titles
         for org in ("org-a", "org-c"):
             assert credential_rows.read(world.engine, org).state == "ok"  # type: ignore[union-attr]
+
+
+LIMIT = 20
+# The stated burst: one token of bucket capacity (budget.CAPACITY), plus one for a request
+# that took its token just before a second's boundary and reached the simulator just after.
+BURST = 2
+
+
+def test_the_rate_limit_holds_across_workers_and_429s_only_slow_runs_down(
+    redis_url: str, postgres_url: str, tmp_path: Path, processes: Callable[..., Process]
+) -> None:
+    config = SimulatorConfig(records=60, orgs=ORGS)
+    env = {
+        "CELERY_BROKER_URL": redis_url,
+        "SYNC_SCHEDULE": "@every 3s",
+        "SYNC_RESOURCES": ",".join(RESOURCES),
+        "SYNC_ORGS": ",".join(ORGS),
+        "SYNC_PAGE_SIZE": "5",  # many small pages: unlimited, they would go far above 20/s
+        "API_RATE_LIMIT": str(LIMIT),
+    }
+    with make_world(postgres_url, tmp_path, config, orgs=tuple(ORGS), **env) as world:
+        world.sim.reset_counters()
+        # the API answers 429 for a while (after a few pages of the first runs)
+        world.sim.set_faults(FaultRule("status", status=429, retry_after=1.0, after=20, count=8))
+        workers = _workers(world, tmp_path, processes)
+        wait_for(lambda: all(_done(world, org) for org in ORGS), 240, "every org x resource")
+        for worker in workers:
+            worker.stop()
+        counters = world.sim.counters()
+        assert counters["faults_fired"] == {"status": 8}
+        peak = counters["peak_per_second"]["clients"][config.client_id]
+        assert peak <= LIMIT + BURST, counters["per_second"]["clients"]
+        assert max(counters["peak_per_second"]["orgs"].values()) <= LIMIT + BURST
+        runs = recent_runs(world.engine, limit=1000)
+        assert sum(r.rate_limited for r in runs) == 8
+        for org in ORGS:
+            for resource in RESOURCES:
+                assert_matches_source(world, resource, org)
