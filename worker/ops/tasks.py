@@ -21,6 +21,7 @@ from typing import Any
 
 from billiard.process import active_children
 from celery import Task, group, shared_task
+from celery.exceptions import Ignore
 from celery.signals import (
     setup_logging,
     worker_init,
@@ -31,7 +32,7 @@ from celery.signals import (
 from config.settings import get_settings
 from worker.credentials.orgs import orgs_to_sync
 from worker.credentials.store import CredentialStore, refresh_due_credentials
-from worker.errors import Interrupted, TransientError
+from worker.errors import Interrupted, TransientError, Yielded
 from worker.logs import configure_logging, redact, redact_data
 from worker.ops.alerts import review_quietly
 from worker.ops.status import run_dict
@@ -120,7 +121,15 @@ def sync_resource(
         trigger="celery",
         task_id=self.request.id,
         stop=shutting_down,
+        page_limit=settings.sync_pages_per_task,
     )
+    if isinstance(result.error, Yielded):
+        # Fairness (issue 15, item 6): to the back of the queue, behind the other orgs' tasks.
+        # A new message under the same id, so a waiter (`sync --enqueue --wait`) still sees
+        # one task, and with a retry budget of its own (a retry would spend it on yields).
+        again = {"full": full, "org": org}
+        self.apply_async(args=(resource,), kwargs=again, task_id=self.request.id)
+        raise Ignore()
     if not isinstance(result.error, Interrupted):
         review_quietly(settings, engine, target.name, store.org)
     if isinstance(result.error, Interrupted):

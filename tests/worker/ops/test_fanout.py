@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from celery import Celery
 
 from tests.support import Webhook, World, assert_matches_source, make_world, warehouse_rows
 from tests.worker.ops.test_tasks import Process, processes, wait_for
@@ -143,3 +144,43 @@ def test_the_rate_limit_holds_across_workers_and_429s_only_slow_runs_down(
         for org in ORGS:
             for resource in RESOURCES:
                 assert_matches_source(world, resource, org)
+
+
+SMALL = ("small-1", "small-2")
+SMALL_RECORDS = 20
+BIG_RECORDS = 50 * SMALL_RECORDS
+# The bound (issue 15, acceptance): both small orgs are completely synced while the big org,
+# queued first and with every worker slot to itself at the start, has stored less than half of
+# its records. Without yielding, its four tasks hold all four slots until it is done.
+BIG_SHARE_BOUND = 0.5
+
+
+def test_a_fifty_times_bigger_org_does_not_starve_the_small_ones(
+    redis_url: str, postgres_url: str, tmp_path: Path, processes: Callable[..., Process]
+) -> None:
+    orgs = {"big": 1, "small-1": 2, "small-2": 3}  # "big" sorts first: its tasks go first
+    config = SimulatorConfig(records=SMALL_RECORDS, orgs=orgs, org_records={"big": BIG_RECORDS})
+    env = {
+        "CELERY_BROKER_URL": redis_url,
+        "SYNC_RESOURCES": ",".join(RESOURCES),
+        "SYNC_ORGS": ",".join(orgs),
+        "SYNC_PAGE_SIZE": "10",  # the big org: 100 pages a resource
+        "SYNC_PAGES_PER_TASK": "5",
+    }
+    with make_world(postgres_url, tmp_path, config, orgs=tuple(orgs), **env) as world:
+        app = Celery(broker=redis_url)
+        app.send_task("rrsync.sync_all")  # what beat sends
+        workers = _workers(world, tmp_path, processes)
+        wait_for(lambda: all(_done(world, org) for org in SMALL), 180, "the small orgs")
+        stored = sum(len(warehouse_rows(world.engine, name, "big")) for name in RESOURCES)
+        assert stored < BIG_SHARE_BOUND * BIG_RECORDS * len(RESOURCES), stored
+        wait_for(lambda: _done(world, "big"), 240, "the big org")
+        for worker in workers:
+            worker.stop()
+        for org in orgs:
+            for resource in RESOURCES:
+                assert_matches_source(world, resource, org)
+        yielded = [
+            r for r in recent_runs(world.engine, limit=5000, org="big") if r.status == "interrupted"
+        ]
+        assert yielded and all("SYNC_PAGES_PER_TASK=5" in (r.error or "") for r in yielded)
