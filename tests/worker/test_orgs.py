@@ -162,3 +162,15 @@ def test_an_ambiguous_pre_org_warehouse_is_refused(sqlite_url: str, tmp_path: Pa
             )
         with pytest.raises(RuntimeError, match="cannot tell which org its 10 rows belong to"):
             upgrade(world.engine)
+
+
+def test_sync_inline_for_one_org(sqlite_url: str, tmp_path: Path) -> None:
+    config = SimulatorConfig(records=15, orgs=ORGS)
+    with make_world(sqlite_url, tmp_path, config, orgs=("org-c",)) as world:
+        done = _rosesync(world.env, "sync", "--org", "org-c", "customers")
+        assert done.returncode == 0, done.stderr
+        assert_matches_source(world, "customers", "org-c")
+        assert warehouse_rows(world.engine, "customers") == {}  # the settings' org: untouched
+        missing = _rosesync(world.env, "sync", "--org", "org-zz", "customers")
+        assert missing.returncode != 0
+        assert "org-zz" in missing.stderr.strip().splitlines()[-1]
