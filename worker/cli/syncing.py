@@ -294,8 +294,8 @@ def status_text(report: StatusReport) -> str:
         key = (state.org, state.resource)
         rows.append(
             (
-                state.org,
                 state.resource,
+                state.org,
                 paging_text(report.paging.get(key))[0],
                 when(run.started_at) if run else "never",
                 run.status if run else "-",
@@ -310,8 +310,8 @@ def status_text(report: StatusReport) -> str:
         )
     resources_table = table(
         (
-            "org",
             "resource",
+            "org",
             "paging",
             "last run",
             "result",
