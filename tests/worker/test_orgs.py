@@ -77,6 +77,13 @@ def test_orgs_are_listed_paused_resumed_and_removed(sqlite_url: str, tmp_path: P
         lines = listed.stdout.splitlines()
         assert any(line.split()[:3] == ["org-a", "syncing", "ok"] for line in lines), lines
         assert orgs_to_sync(world.settings, world.engine) == ["default", "org-a", "org-b"]
+        status = _rosesync(world.env, "status")  # every org, the org column first
+        assert status.returncode == 0, status.stderr
+        table = [line.split()[:2] for line in status.stdout.splitlines()]
+        assert ["org", "resource"] in table
+        assert {("org-a", "orders"), ("org-b", "orders"), ("default", "orders")} <= {
+            (row[0], row[1]) for row in table if len(row) == 2
+        }
 
         assert _rosesync(world.env, "orgs", "pause", "org-a").returncode == 0
         assert orgs_to_sync(world.settings, world.engine) == ["default", "org-b"]

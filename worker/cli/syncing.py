@@ -288,14 +288,17 @@ def status_text(report: StatusReport) -> str:
         )
     else:
         tokens = "no credential stored: run `rosesync bootstrap`"
+    # The org column only when there is more than one: a single-org install's status reads as
+    # it always did (issue 15).
+    many = len({state.org for state in report.resources}) > 1
     rows = []
     for state in report.resources:
         run = state.last_run
         key = (state.org, state.resource)
         rows.append(
             (
+                *((state.org,) if many else ()),
                 state.resource,
-                state.org,
                 paging_text(report.paging.get(key))[0],
                 when(run.started_at) if run else "never",
                 run.status if run else "-",
@@ -310,8 +313,8 @@ def status_text(report: StatusReport) -> str:
         )
     resources_table = table(
         (
+            *(("org",) if many else ()),
             "resource",
-            "org",
             "paging",
             "last run",
             "result",
