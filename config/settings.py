@@ -103,6 +103,13 @@ class Settings:
     token_key_file: Path = VAR / "rrsync.key"
     sync_schedule: Schedule = field(default_factory=lambda: parse_schedule("0 2 * * *"))
     sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
+    sync_orgs: tuple[str, ...] = ()  # the orgs beat syncs; empty: every stored credential's
+    # Pages a sync task reads before it hands its worker slot to the next task and re-enqueues
+    # itself (issue 15, item 6); 0: a task reads its resource to the end.
+    sync_pages_per_task: int = 0
+    # Requests a second to the API, per org and per client, across every process (issue 15,
+    # item 4); 0: no shared limit.
+    api_rate_limit: float = 0.0
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
     sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
@@ -355,6 +362,23 @@ def _alert_urls(value: str) -> tuple[Secret, ...]:
     return tuple(Secret(url) for url in urls)
 
 
+def _org_list(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not names:
+        raise ValueError("a comma-separated list of org ids (rosesync orgs lists them)")
+    return names
+
+
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a number of requests a second") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("a finite number of requests a second, 0 (no limit) or more")
+    return number
+
+
 def _resource_list(value: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in value.split(",") if n.strip())
     unknown = [n for n in names if n not in resources.REGISTRY]
@@ -410,6 +434,9 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "TOKEN_KEY_FILE": ("token_key_file", lambda v: Path(_text(v))),
     "SYNC_SCHEDULE": ("sync_schedule", parse_schedule),
     "SYNC_RESOURCES": ("sync_resources", _resource_list),
+    "SYNC_ORGS": ("sync_orgs", _org_list),
+    "SYNC_PAGES_PER_TASK": ("sync_pages_per_task", _non_negative_int),
+    "API_RATE_LIMIT": ("api_rate_limit", _rate),
     "SYNC_LOOKBACK_SECONDS": ("sync_lookback_seconds", _non_negative_int),
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
     "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),

@@ -12,7 +12,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,10 @@ class World:
     env: dict[str, str]
     engine: Engine
     store: CredentialStore
+    stores: dict[str, CredentialStore] = field(default_factory=dict)  # per extra org
 
-    def dump(self, resource: str) -> list[dict[str, Any]]:
-        return self.sim.dump(resource)
+    def dump(self, resource: str, org: str | None = None) -> list[dict[str, Any]]:
+        return self.sim.dump(resource, org)
 
 
 def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> dict[str, str]:
@@ -80,8 +81,14 @@ def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> 
 
 @contextmanager
 def make_world(
-    database_url: str, tmp_path: Path, sim_config: SimulatorConfig | None = None, **env: str
+    database_url: str,
+    tmp_path: Path,
+    sim_config: SimulatorConfig | None = None,
+    orgs: tuple[str, ...] = (),
+    **env: str,
 ) -> Iterator[World]:
+    """A simulator, settings pointed at it, a warehouse and the settings' credential; and one
+    more credential per org of ``orgs`` (issue 15), each bootstrapped as `bootstrap --org`."""
     config = replace(
         sim_config or SimulatorConfig(records=300),
         consent="approve",
@@ -92,16 +99,25 @@ def make_world(
         settings = load_settings(environ=variables, dotenv_path=None)
         engine = connect(settings.database_url)
         bootstrap(settings, engine, announce=visit_soon, timeout=60)
+        stores = {}
+        for org in orgs:
+            bootstrap(settings, engine, announce=visit_soon, org=org, timeout=60)
+            stores[org] = CredentialStore(settings, engine, org=org)
         try:
-            yield World(sim, settings, variables, engine, CredentialStore(settings, engine))
+            yield World(
+                sim, settings, variables, engine, CredentialStore(settings, engine), stores
+            )
         finally:
             engine.dispose()  # each writer keeps a pooled connection; a soak run makes hundreds
 
 
-def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:
+def warehouse_rows(
+    engine: Engine, resource: str, org: str = "default"
+) -> dict[str, dict[str, Any]]:
+    """One org's rows of ``resource``, by id."""
     table = resource_tables[resource]
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table)).mappings().all()
+        rows = conn.execute(sa.select(table).where(table.c.org == org)).mappings().all()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         item = dict(row)
@@ -111,11 +127,12 @@ def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def assert_matches_source(world: World, resource: str) -> None:
+def assert_matches_source(world: World, resource: str, org: str | None = None) -> None:
     """The warehouse's live rows equal the simulator's dump: ids, data and updated_at; every
-    row marked deleted is really gone at the source."""
-    source = {r["id"]: r for r in world.dump(resource)}
-    rows = warehouse_rows(world.engine, resource)
+    row marked deleted is really gone at the source. ``org``: that org's rows and dataset."""
+    source = {r["id"]: r for r in world.dump(resource, org)}
+    org = org or world.settings.credential_name
+    rows = warehouse_rows(world.engine, resource, org)
     live = {k: v for k, v in rows.items() if v["deleted_at"] is None}
     missing = sorted(set(source) - set(live))
     extra = sorted(set(live) - set(source))
@@ -129,7 +146,7 @@ def assert_matches_source(world: World, resource: str) -> None:
         assert row["updated_at"] == parse_timestamp(record["updated_at"])
     resurrected = [k for k, v in rows.items() if v["deleted_at"] is not None and k in source]
     assert not resurrected, f"{resource}: rows marked deleted that exist: {resurrected[:3]}"
-    assert_children_match(world.engine, resource, rows)
+    assert_children_match(world.engine, resource, org, rows)
 
 
 def _expected_value(column: Column, element: Any) -> Any:
@@ -173,15 +190,16 @@ def _expected_children(child: Child, rows: dict[str, dict[str, Any]]) -> dict[An
 
 
 def assert_children_match(
-    engine: Engine, resource: str, rows: dict[str, dict[str, Any]] | None = None
+    engine: Engine, resource: str, org: str, rows: dict[str, dict[str, Any]] | None = None
 ) -> None:
-    """Every child table of ``resource`` holds exactly the elements of its stored parents'
-    lists (live and soft-deleted parents alike): no element missing, doubled, stale or
+    """Every child table of ``resource`` holds exactly the elements of the org's stored
+    parents' lists (live and soft-deleted parents alike): no element missing, doubled, stale or
     orphaned, and typed columns as the parent's JSON says (issue 14)."""
-    rows = warehouse_rows(engine, resource) if rows is None else rows
+    rows = warehouse_rows(engine, resource, org) if rows is None else rows
     for child, table in child_tables[resource]:
         with engine.connect() as conn:
-            stored = conn.execute(sa.select(table)).mappings().all()
+            stored = conn.execute(sa.select(table).where(table.c.parent_org == org))
+            stored = stored.mappings().all()
         actual: dict[Any, Any] = {}
         for item in stored:
             typed = tuple(

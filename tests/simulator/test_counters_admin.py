@@ -48,7 +48,8 @@ def test_counters_count_requests_by_route_and_status(sim: Simulator, client: OAu
     assert counters["grants"] == {"authorization_code": 1, "refresh_token": 0}
     assert set(counters) == {"requests", "grants", "token_requests", "token_errors",
                              "reuse_detections", "families_revoked", "api_requests",
-                             "faults_fired", "mutations"}
+                             "faults_fired", "mutations", "per_second", "peak_per_second",
+                             "org_requests"}
 
 
 def test_reset_counters(sim: Simulator, client: OAuthClient, tokens: dict[str, Any]) -> None:
@@ -61,7 +62,9 @@ def test_reset_counters(sim: Simulator, client: OAuthClient, tokens: dict[str, A
         "requests": {}, "grants": {"authorization_code": 0, "refresh_token": 0},
         "token_requests": 0, "token_errors": {}, "reuse_detections": 0, "families_revoked": 0,
         "api_requests": 0, "faults_fired": {}, "mutations": {"updated": 0, "created": 0,
-                                                             "deleted": 0}}
+                                                             "deleted": 0},
+        "per_second": {"clients": {}, "orgs": {}},
+        "peak_per_second": {"clients": {}, "orgs": {}}, "org_requests": {}}
 
 
 def test_counters_are_a_snapshot(sim: Simulator) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -150,6 +151,7 @@ def _stop_on_signals() -> Iterator[_Stop]:
     help="With --wait: give up waiting after this many seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--org", help="The org to sync (`rosesync orgs`; default: ROSEROCKET_ORG_ID).")
 @handles_errors
 def sync_command(
     resource_names: tuple[str, ...],
@@ -158,6 +160,7 @@ def sync_command(
     wait: bool,
     timeout: float,
     as_json: bool,
+    org: str | None,
 ) -> None:
     """Sync now (default: every resource in SYNC_RESOURCES), inline unless --enqueue.
 
@@ -168,6 +171,8 @@ def sync_command(
     from worker.warehouse import connect
 
     loaded = settings()
+    if org:  # one credential per org (issue 15): this run uses ORG's, as if it were the setting
+        loaded = dataclasses.replace(loaded, org_id=org)
     chosen = resources.select(resource_names or loaded.sync_resources, loaded.registry)
     if wait and not enqueue:
         raise ConfigError("--wait only goes with --enqueue (an inline sync always waits)")
@@ -215,7 +220,7 @@ def _enqueue(
     from worker.warehouse import connect
 
     check_broker(loaded)  # one line at once, not 20 s of retries and a traceback (issue 17)
-    tasks = enqueue_syncs(app, names, full)
+    tasks = enqueue_syncs(app, names, full, loaded.credential_name)
     if not wait:
         if as_json:
             out(json.dumps(tasks, indent=2))
@@ -283,26 +288,32 @@ def status_text(report: StatusReport) -> str:
         )
     else:
         tokens = "no credential stored: run `rosesync bootstrap`"
+    # The org column only when there is more than one: a single-org install's status reads as
+    # it always did (issue 15).
+    many = len({state.org for state in report.resources}) > 1
     rows = []
     for state in report.resources:
         run = state.last_run
+        key = (state.org, state.resource)
         rows.append(
             (
+                *((state.org,) if many else ()),
                 state.resource,
-                paging_text(report.paging.get(state.resource))[0],
+                paging_text(report.paging.get(key))[0],
                 when(run.started_at) if run else "never",
                 run.status if run else "-",
                 run.records if run else "-",
                 seconds(run.seconds) if run else "-",
                 state.rows,
                 state.deleted_rows,
-                report.quarantined.get(state.resource, 0),
+                report.quarantined.get(key, 0),
                 when(state.cursor),
                 (run.error or "")[:60] if run else None,
             )
         )
     resources_table = table(
         (
+            *(("org",) if many else ()),
             "resource",
             "paging",
             "last run",

@@ -132,6 +132,7 @@ class CredentialStatus:
     scope: str
     last_error: str | None
     refresh_blocked_until: datetime | None = None  # the shared back-off, while it lasts
+    paused_at: datetime | None = None  # set: beat does not sync the org (issue 15)
 
     @classmethod
     def of(cls, row: CredentialRow, now: datetime, margin: float) -> CredentialStatus:
@@ -156,6 +157,7 @@ class CredentialStatus:
                 if row.refresh_blocked_until and row.refresh_blocked_until > now
                 else None
             ),
+            paused_at=row.paused_at,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -171,6 +173,7 @@ class CredentialStatus:
             "refresh_blocked_until": (
                 self.refresh_blocked_until.isoformat() if self.refresh_blocked_until else None
             ),
+            "paused_at": self.paused_at.isoformat() if self.paused_at else None,
         }
 
 

@@ -76,12 +76,12 @@ class DataApi:
     def __init__(
         self,
         config: SimulatorConfig,
-        dataset: Dataset,
+        dataset_of: Callable[[str | None], Dataset],
         oauth: AuthorizationServer,
         after_read: Callable[[], None],
     ) -> None:
         self.config = config
-        self._dataset = dataset
+        self._dataset_of = dataset_of
         self._oauth = oauth
         self._after_read = after_read
         self._answered = itertools.count()  # data requests since schema_drift_after was set
@@ -104,30 +104,33 @@ class DataApi:
 
     def handle(self, request: Request, route: tuple[str, str | None]) -> Response:
         token = bearer_token(request)
-        if token is None or self._oauth.check_access(token) is None:
+        access = None if token is None else self._oauth.check_access(token)
+        if access is None:
             return unauthorized(request)
+        dataset = self._dataset_of(access.org_id)  # each org sees only its own records
         resource, record_id = route
         after = self.config.schema_drift_after
         drift = next(self._answered) >= after if after is not None else False
         response = (
-            self._list(request, resource, drift)
+            self._list(request, dataset, resource, drift)
             if record_id is None
-            else self._get(resource, record_id, drift)
+            else self._get(dataset, resource, record_id, drift)
         )
         if response.status == 200:
             self._after_read()
         return response
 
-    def _get(self, resource: str, record_id: str, drift: bool) -> Response:
+    @staticmethod
+    def _get(dataset: Dataset, resource: str, record_id: str, drift: bool) -> Response:
         # Unknown, deleted and malformed ids are all simply "not found".
-        blob = self._dataset.get(resource, record_id)
+        blob = dataset.get(resource, record_id)
         if blob is None:
             return api_error(404, f"{SINGULAR[resource]} {record_id} not found")
         if drift:
             blob = drifted(blob)
         return Response(200, b'{"' + SINGULAR[resource].encode() + b'":' + blob + b"}")
 
-    def _list(self, request: Request, resource: str, drift: bool) -> Response:
+    def _list(self, request: Request, dataset: Dataset, resource: str, drift: bool) -> Response:
         try:
             params, repeated = parse_params(request.query)
         except ValueError:
@@ -159,9 +162,9 @@ class DataApi:
         if problems:
             return api_error(400, problems)
         page: Page = (
-            self._dataset.page_by_created(resource, offset, limit, window)
+            dataset.page_by_created(resource, offset, limit, window)
             if config.documented
-            else self._dataset.page_by_updated(resource, offset, limit, window)
+            else dataset.page_by_updated(resource, offset, limit, window)
         )
         items: Sequence[bytes] = page.items
         if drift:

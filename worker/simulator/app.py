@@ -24,6 +24,7 @@ from worker.simulator.messages import (
     Request,
     Response,
     api_error,
+    bearer_token,
     reason,
     unauthorized,
     v1_error,
@@ -63,14 +64,19 @@ class App:
         self.counters = Counters()
         sizes = {name: config.size_of(name) for name in RESOURCES}
         self.dataset = Dataset(sizes, config.seed, poison=config.poison)
+        # One dataset per configured org, each from its own seed (issue 15, item 5).
+        self.org_datasets = {
+            org: Dataset({name: config.size_of(name, org) for name in RESOURCES}, seed)
+            for org, seed in config.orgs.items()
+        }
         self.oauth = AuthorizationServer(config, self.counters)
         self.faults = FaultInjector(config.faults, config.seed)
         self.mutation = LiveMutation(
             self.dataset, self.counters, config.mutation_per_request, config.mutation_per_second
         )
-        self._api = api.DataApi(config, self.dataset, self.oauth, self.mutation.after_read)
+        self._api = api.DataApi(config, self.dataset_of, self.oauth, self.mutation.after_read)
         self._admin = AdminEndpoints(
-            self.dataset, self.counters, self.faults, self.mutation, self.oauth, self.change_api
+            self.dataset_of, self.counters, self.faults, self.mutation, self.oauth, self.change_api
         )
         endpoints = OAuthEndpoints(config, self.oauth, self.counters)
         # path -> (the one method it takes, handler); GET routes also answer HEAD.
@@ -83,6 +89,11 @@ class App:
             "/oauth/device/code": ("POST", endpoints.device_code),
             "/userinfo": ("GET", endpoints.userinfo),
         }
+
+    def dataset_of(self, org_id: str | None) -> Dataset:
+        """The dataset a token refreshed for ``org_id`` reads: the org's own if it is configured,
+        else the default one (a token without an org, or a single-org simulator)."""
+        return self.org_datasets.get(org_id or "", self.dataset)
 
     def change_api(self, **changes: Any) -> None:
         """Change how the data API behaves from now on (its profile, bounds, page limits, by-id
@@ -104,6 +115,7 @@ class App:
             return self._admin.handle(request)
         if path.startswith("/api/"):
             self.counters.add("api_requests")
+            self._count_caller(request)
         elif path == "/oauth/token" and request.method == "POST":
             self.counters.add("token_requests")
         template, handler = self._resolve(request)
@@ -131,6 +143,14 @@ class App:
         if self.config.documented and path.startswith("/api/") and response.status >= 400:
             response = v1_error(response)
         return response
+
+    def _count_caller(self, request: Request) -> None:
+        """Per-second counts by the token's client and org, whatever the answer (a 401 or a
+        faulted 429 still counts against a real API's rate limit)."""
+        token = bearer_token(request)
+        caller = None if token is None else self.oauth.issued_to(token)
+        if caller is not None:
+            self.counters.add_request(*caller, int(time.time()))
 
     def _resolve(self, request: Request) -> tuple[str, Handler]:
         """(route template for the counters, handler) for the request's path and method."""

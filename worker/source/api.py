@@ -22,6 +22,7 @@ from config.settings import Settings
 from worker.clock import format_timestamp
 from worker.errors import ApiError, NotFound, Unauthorized
 from worker.source import http
+from worker.source.budget import budget_for
 from worker.source.records import Decoder, Page, Record
 from worker.source.resources import Resource
 
@@ -32,6 +33,7 @@ class TokenSource(Protocol):
     """What the client needs from the credentials layer (``CredentialStore`` is one)."""
 
     refreshes: int  # token refreshes this source has made, for the run history
+    org: str  # whose records its tokens read: the run stores them under this org (issue 15)
 
     def access_token(self) -> str: ...
 
@@ -107,6 +109,8 @@ class RoseRocketClient:
         self.timeout = http.timeouts(settings.http_timeout_seconds)
         self.stats = RequestStats()
         self.throttle = Throttle(concurrency or settings.sync_concurrency)
+        # API_RATE_LIMIT, shared with every process reading the same org or client (issue 15)
+        self.budget = budget_for(settings, tokens.org)
         self._decoders: dict[str, Decoder] = {}
         self._retrying = http.retrying(
             settings, on_retry=lambda _exc, _sleep: self.stats.add(retries=1)
@@ -203,6 +207,8 @@ class RoseRocketClient:
         self.throttle.acquire()
         rate_limited_for: float | None = None
         try:
+            # Last, right before the request: a token taken earlier could go out in a clump.
+            self.budget.wait()
             response = http.send(
                 "GET",
                 url,
@@ -214,6 +220,7 @@ class RoseRocketClient:
             )
             if response.status_code == 429:
                 rate_limited_for = http.retry_after(response) or 1.0
+                self.budget.rate_limited(rate_limited_for)
             return response
         finally:
             self.throttle.release(rate_limited_for)

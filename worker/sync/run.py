@@ -47,6 +47,7 @@ from worker.errors import (
     RoseSyncError,
     Unreachable,
     WarehouseUnavailable,
+    Yielded,
 )
 from worker.logs import redact
 from worker.source.api import RoseRocketClient, TokenSource
@@ -107,9 +108,18 @@ def sync_resource(
     task_id: str | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    page_limit: int = 0,
 ) -> SyncResult:
-    """Run one sync of ``resource``; never raises for a failed run (see ``SyncResult``)."""
-    org = settings.credential_name
+    """Run one sync of ``resource`` for the org of ``tokens``; never raises for a failed run
+    (see ``SyncResult``). The org comes from the token source, so the rows and state can only
+    be those of the org whose token read them (issue 15).
+
+    ``page_limit`` (SYNC_PAGES_PER_TASK, for Celery tasks): an incremental keyset run stops
+    with :class:`Yielded` once it has read that many pages and more remain; its cursor is
+    committed with its pages, so the next run resumes there (issue 15, item 6). Full runs
+    and sweeps never yield: a full run starts from the beginning and a sweep pages by offset
+    over the whole list, so a second task could not resume either, only start over."""
+    org = tokens.org
     mode = "full" if full else "incremental"
     lease = Lease(engine, lease_name(resource.name, org), settings.lock_ttl_seconds)
     if not lease.acquire():
@@ -132,6 +142,7 @@ def sync_resource(
             run = _Run(
                 settings, engine, tokens, resource, org, (run_id, started), lease, progress, stop
             )
+            run.page_limit = 0 if full else page_limit
             try:
                 run.execute(cursor, full)
             except Interrupted as exc:
@@ -188,6 +199,9 @@ class _Run:
         self.ceiling = self.started - timedelta(seconds=settings.sync_clock_skew_seconds)
         self.refreshes_before = tokens.refreshes
         self.pages = self.records = self.deleted = 0
+        self.page_limit = 0  # pages after which an incremental keyset run yields (0: never)
+        self.submitted = 0  # pages handed to the committer
+        self.resumed_from: datetime | None = None  # the cursor the run started from
         self.expected: int | None = None
         self.cursor: datetime | None = None  # as last handed to the committer
         self.shape = Shape()  # the fields the records had (issue 14, item 2: schema drift)
@@ -207,7 +221,7 @@ class _Run:
         }
 
     def execute(self, cursor: datetime | None, full: bool) -> None:
-        self.cursor = cursor
+        self.cursor = self.resumed_from = cursor
         paging = strategy.paging_for(
             self.settings, self.engine, self.client, self.resource, self.org
         )
@@ -272,6 +286,7 @@ class _Run:
         SYNC_SWEEP_INTERVAL_SECONDS), only the records created since the last one."""
         known = paging.capabilities
         concurrency = self.settings.sync_concurrency
+        self.page_limit = 0  # a sweep cannot resume from a cursor: it never yields
         previous, created_cursor = sweep_marks(self.engine, self.resource.name, self.org)
         interval = timedelta(seconds=self.settings.sync_sweep_interval_seconds)
         if (
@@ -347,7 +362,10 @@ class _Run:
         progress = _Checkpoints(len(parts), lower)
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
-            with _fetching(pager, parts, first, self._rows) as batches:
+            # A run that may yield commits in batches of at most its page limit, so that it
+            # yields after that many pages, not after whatever arrived at once.
+            batch_pages = self.page_limit or None
+            with _fetching(pager, parts, first, self._rows, batch_pages) as batches:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             for chunk in pager.follow_up():
@@ -393,6 +411,16 @@ class _Run:
     def _submit(self, committer: Committer, batch: list[Loaded], progress: _Checkpoints) -> None:
         """Pages that arrived together commit together, with the cursor after the last."""
         self._check_stop()
+        moved = self.cursor is not None and self.cursor != self.resumed_from
+        if self.page_limit and self.submitted >= self.page_limit and moved:
+            # More pages are waiting: make way for other tasks (what is submitted commits).
+            # Only once the cursor moved, so that the next run starts further on: a run whose
+            # first slice got no page yet reads on (slices complete out of order).
+            raise Yielded(
+                f"{self.resource.name}: read {self.submitted} pages, SYNC_PAGES_PER_TASK="
+                f"{self.page_limit}; enqueued again, it resumes from its cursor"
+            )
+        self.submitted += len(batch)
         rows: list[Row] = []
         for chunk, chunk_rows in batch:
             safe = progress.update(chunk)
@@ -501,6 +529,7 @@ def _fetching(
     parts: Sequence[Any],
     first: Page,
     prepare: Callable[[list[Record]], list[Row]],
+    batch_pages: int | None = None,
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every part on its own thread; yields batches of the pages as they arrive, in this
     thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
@@ -566,7 +595,7 @@ def _fetching(
                     deadline = time.monotonic() + BATCH_SECONDS
                 batch.append(loaded)
                 size += len(loaded[1])
-                if size >= BATCH_RECORDS:
+                if size >= BATCH_RECORDS or len(batch) == batch_pages:
                     yield batch
                     batch, size = [], 0
         if batch:

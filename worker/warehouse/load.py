@@ -105,7 +105,7 @@ class Loader:
         self.max_quarantine = max_quarantine  # new poison records this run may set aside
         self.table = resource_tables[resource.name]
         self.postgres = is_postgres(engine)
-        self._builder = RowBuilder(resource, self.postgres)
+        self._builder = RowBuilder(resource, self.postgres, org=org)
         self._names = self._builder.columns
         self._data = self._names.index("data")
         self._statement = self._postgres_statement() if self.postgres else self._sqlite_statement()
@@ -126,10 +126,10 @@ class Loader:
         keep_newest = {
             name: sa.case((newer, excluded[name]), else_=self.table.c[name])
             for name in self._names
-            if name not in ("id", "synced_at", "deleted_at")
+            if name not in ("org", "id", "synced_at", "deleted_at")
         }
         return insert.on_conflict_do_update(
-            index_elements=[self.table.c.id],
+            index_elements=[self.table.c.org, self.table.c.id],
             set_={**keep_newest, "synced_at": excluded.synced_at, "deleted_at": sa.null()},
         )
 
@@ -362,7 +362,10 @@ class Loader:
     def _live_in(
         self, lower: datetime | None, upper: datetime | None, upper_inclusive: bool = False
     ) -> list[sa.ColumnElement[bool]]:
-        where: list[sa.ColumnElement[bool]] = [self.table.c.deleted_at.is_(None)]
+        where: list[sa.ColumnElement[bool]] = [
+            self.table.c.org == self.org,
+            self.table.c.deleted_at.is_(None),
+        ]
         if lower is not None:
             where.append(self.table.c.updated_at >= lower)
         if upper is not None:
@@ -410,7 +413,11 @@ class Loader:
             fence(conn)
             result = conn.execute(
                 self.table.update()
-                .where(self.table.c.id.in_(list(ids)), self.table.c.deleted_at.is_(None))
+                .where(
+                    self.table.c.org == self.org,
+                    self.table.c.id.in_(list(ids)),
+                    self.table.c.deleted_at.is_(None),
+                )
                 .values(deleted_at=utcnow())
             )
             return int(result.rowcount)
@@ -421,7 +428,11 @@ class Loader:
             fence(conn)
             result = conn.execute(
                 self.table.update()
-                .where(self.table.c.deleted_at.is_(None), self.table.c.synced_at < seen_since)
+                .where(
+                    self.table.c.org == self.org,
+                    self.table.c.deleted_at.is_(None),
+                    self.table.c.synced_at < seen_since,
+                )
                 .values(deleted_at=utcnow())
             )
             return int(result.rowcount)

@@ -164,11 +164,13 @@ a test checks them against the tables as created."""
 
 
 class RowBuilder:
-    """Builds the driver's row tuples for one resource and dialect, in ``columns`` order:
-    id, the typed columns, data, updated_at, synced_at, deleted_at."""
+    """Builds the driver's row tuples for one resource, org and dialect, in ``columns`` order:
+    id, the typed columns, data, updated_at, synced_at, deleted_at, org (last, so that a row's
+    id stays its first field)."""
 
-    def __init__(self, resource: Resource, postgres: bool) -> None:
+    def __init__(self, resource: Resource, postgres: bool, *, org: str) -> None:
         self.resource = resource
+        self.org = org
         converters = _POSTGRES if postgres else _SQLITE
         self._time: Convert = postgres_time if postgres else _sqlite_checked  # cursor field
         self._stamp: Callable[[datetime], Any] = _unchanged if postgres else sqlite_timestamp
@@ -184,18 +186,19 @@ class RowBuilder:
     @property
     def columns(self) -> list[str]:
         typed = [c.name for c in self.resource.columns]
-        return ["id", *typed, "data", "updated_at", "synced_at", "deleted_at"]
+        return ["id", *typed, "data", "updated_at", "synced_at", "deleted_at", "org"]
 
     @property
     def postgres_types(self) -> list[str]:
         """The PostgreSQL type of each of ``columns``, for binary COPY."""
         typed = [POSTGRES_TYPES[c.type] for c in self.resource.columns]
-        return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz"]
+        return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz", "varchar"]
 
     def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
         postgres = self._postgres
+        org = self.org
         for record in records:
             problem = record.problem
             # One character, not "\\u": CPython finds a single character with memchr, where a
@@ -217,7 +220,7 @@ class RowBuilder:
             # the decoder has read the cursor field of every record without a problem
             stamp = record.stamp
             cursor = stamp if stamp is not None and postgres else self._time(record.updated)
-            row += (record.raw, cursor, synced_value, None)
+            row += (record.raw, cursor, synced_value, None, org)
             rows.append(tuple(row))
         return rows
 

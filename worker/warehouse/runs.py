@@ -237,17 +237,21 @@ def get_run(engine: Engine, run_id: int) -> RunRow:
         return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
 
 
-def recent_runs(engine: Engine, resource: str | None = None, limit: int = 20) -> list[RunRow]:
+def recent_runs(
+    engine: Engine, resource: str | None = None, limit: int = 20, org: str | None = None
+) -> list[RunRow]:
     query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
     if resource is not None:
         query = query.where(runs.c.resource == resource)
+    if org is not None:
+        query = query.where(runs.c.org == org)
     with reader(engine).connect() as conn:
         return [_run_row(r) for r in conn.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)
 class ResourceState:
-    """What ``rosesync status`` shows for a resource."""
+    """What ``rosesync status`` shows for one org's resource."""
 
     resource: str
     cursor: datetime | None
@@ -255,6 +259,7 @@ class ResourceState:
     rows: int
     deleted_rows: int
     last_run: RunRow | None
+    org: str = ""
 
 
 def resource_states(engine: Engine, resources: list[str], org: str) -> list[ResourceState]:
@@ -266,7 +271,7 @@ def resource_states(engine: Engine, resources: list[str], org: str) -> list[Reso
                 sa.select(
                     sa.func.count(),
                     sa.func.count(table.c.deleted_at),
-                ).select_from(table)
+                ).where(table.c.org == org)
             ).one()
             saved = conn.execute(
                 sa.select(state).where(state.c.resource == name, state.c.org == org)
@@ -285,6 +290,7 @@ def resource_states(engine: Engine, resources: list[str], org: str) -> list[Reso
                     rows=int(counts[0]) - int(counts[1]),
                     deleted_rows=int(counts[1]),
                     last_run=_run_row(last) if last else None,
+                    org=org,
                 )
             )
     return result

@@ -94,6 +94,7 @@ credentials = sa.Table(
         UTCDateTime,
         comment="no token request from any process before this",
     ),
+    sa.Column("paused_at", UTCDateTime, comment="set: the org is not synced (rosesync orgs pause)"),
 )
 
 state = sa.Table(
@@ -238,14 +239,20 @@ _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "timestamp": UTCDateTime(),
 }
 
-RESERVED_COLUMNS = frozenset({"id", "data", "updated_at", "synced_at", "deleted_at"})
+RESERVED_COLUMNS = frozenset({"org", "id", "data", "updated_at", "synced_at", "deleted_at"})
+
+#: The longest org name (the credentials' primary key, and every resource row's org).
+ORG_LENGTH = 200
 
 
 def _resource_table(resource: Resource) -> sa.Table:
+    # The org leads the primary key: one warehouse holds many organizations, whose records may
+    # share ids (issue 15, item 2), and every query of a run filters on its org. The column
+    # comes last, where the migration of an existing table adds it (0008_orgs).
     return sa.Table(
         resource.table,
         metadata,
-        sa.Column("id", sa.Text, primary_key=True, comment="the API's id"),
+        sa.Column("id", sa.Text, comment="the API's id"),
         *(
             sa.Column(c.name, _SQL_TYPES[c.type], comment=f"data.{c.path}")
             for c in resource.columns
@@ -254,6 +261,8 @@ def _resource_table(resource: Resource) -> sa.Table:
         sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
         sa.Column("synced_at", UTCDateTime, nullable=False, comment="last time a sync saw it"),
         sa.Column("deleted_at", UTCDateTime, comment="set when a full sync found it gone"),
+        sa.Column("org", sa.String(ORG_LENGTH), nullable=False, comment="the credential's org"),
+        sa.PrimaryKeyConstraint("org", "id"),
     )
 
 

@@ -74,7 +74,7 @@ def test_children_are_replaced_with_their_parent(engine: Engine) -> None:
     load(engine, "orders", order("a", "2024-01-03T00:00:00.000Z", [{"weight": 9}]))
     assert weights(engine) == [("a", 0, 9.0), ("b", 0, 1.5)]
     assert children(engine, "orders", "reference_numbers") == []
-    assert_children_match(engine, "orders")
+    assert_children_match(engine, "orders", "default")
 
 
 def test_a_stale_version_leaves_the_children_of_the_stored_one(engine: Engine) -> None:
@@ -91,7 +91,7 @@ def test_two_versions_in_one_batch_leave_the_newer_ones_children(engine: Engine)
     assert weights(engine) == [("a", 0, 3.0)]
     load(engine, "orders", older, newer, order("b", "2024-01-01T00:00:00.000Z", []))
     assert weights(engine) == [("a", 0, 3.0)]
-    assert_children_match(engine, "orders")
+    assert_children_match(engine, "orders", "default")
 
 
 def test_a_soft_deleted_parent_keeps_its_children(engine: Engine) -> None:
@@ -133,7 +133,7 @@ def test_odd_elements_make_null_columns_never_a_failed_batch(engine: Engine) -> 
         order("b", "2024-01-02T00:00:00.000Z", {"not": "a list"}, reference_numbers="PO-1"),
         order("c", "2024-01-02T00:00:00.000Z", None),
     )
-    assert_children_match(engine, "orders")
+    assert_children_match(engine, "orders", "default")
     rows = children(engine, "orders", "commodities")
     assert [r["parent_id"] for r in rows] == ["a"] * len(ODD_COMMODITIES)
     assert [r["data"] for r in rows] == ODD_COMMODITIES
@@ -147,7 +147,7 @@ def test_odd_elements_make_null_columns_never_a_failed_batch(engine: Engine) -> 
         "manifests",
         {"id": "m", "updated_at": "2024-01-02T00:00:00.000Z", "stops": ODD_STOPS},
     )
-    assert_children_match(engine, "manifests")
+    assert_children_match(engine, "manifests", "default")
     stops = children(engine, "manifests", "stops")
     assert [s["scheduled_at"] for s in stops] == [
         datetime(2024, 3, 5, 14, 22, 11, 123_000, tzinfo=UTC),

@@ -110,7 +110,7 @@ def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgre
                 {"table": resource.table},
             ).all()
             assert {name: compression for name, _, compression in columns}["data"] == "l"
-            builder = RowBuilder(resource, postgres=True)
+            builder = RowBuilder(resource, postgres=True, org="default")
             wanted = {
                 name: conn.execute(sa.text("SELECT to_regtype(:t)::oid::int"), {"t": wire}).scalar()
                 for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
@@ -153,7 +153,7 @@ def test_an_install_from_before_child_tables_gets_them_filled(database_url: str)
         "created view v_orders__commodities",
         "created view v_orders__reference_numbers",
     ]
-    assert_children_match(engine, "orders")
+    assert_children_match(engine, "orders", "default")
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP VIEW v_orders__commodities")
         conn.exec_driver_sql("ALTER TABLE rr_orders__commodities DROP COLUMN description")
@@ -161,7 +161,7 @@ def test_an_install_from_before_child_tables_gets_them_filled(database_url: str)
         "added rr_orders__commodities.description",
         "created view v_orders__commodities",
     ]
-    assert_children_match(engine, "orders")
+    assert_children_match(engine, "orders", "default")
     with engine.connect() as conn:
         count = conn.exec_driver_sql("SELECT count(*) FROM rr_orders__commodities").scalar()
     assert count == 1 + 2 + 3
@@ -183,8 +183,8 @@ def test_sqlite_amounts_stored_as_real_become_exact_text(sqlite_url: str) -> Non
         conn.exec_driver_sql(ddl.replace("total_amount TEXT", "total_amount FLOAT"))
         conn.exec_driver_sql("CREATE INDEX ix_rr_orders_updated_at ON rr_orders (updated_at)")
         conn.exec_driver_sql(
-            "INSERT INTO rr_orders (id, total_amount, data, updated_at, synced_at) "
-            "VALUES ('o1', 1234.56, '{}', '2024-01-01 00:00:00.000000', "
+            "INSERT INTO rr_orders (org, id, total_amount, data, updated_at, synced_at) "
+            "VALUES ('default', 'o1', 1234.56, '{}', '2024-01-01 00:00:00.000000', "
             "'2024-01-01 00:00:00.000000')"
         )
     assert upgrade(engine) == [
