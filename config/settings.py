@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-from sqlalchemy.engine import make_url
-
 from config.schedule import Schedule, parse_schedule
 from worker.errors import ConfigError
 from worker.logs import register_secret, safe_url
@@ -461,6 +458,8 @@ def _read(name: str, raw: str, parse: Callable[[str], T]) -> T:
 def _read_dotenv(path: Path) -> dict[str, str]:
     """The .env file's values; an unreadable or non-UTF-8 file is a one-line error (issue 13,
     item 9: it used to be a traceback)."""
+    from dotenv import dotenv_values  # only when there is a .env: start-up time (issue 16)
+
     try:
         values = dotenv_values(path, encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -495,6 +494,9 @@ def _unknown(values: Mapping[str, str], source: str) -> list[UnknownVariable]:
 
 def _with_password(url: str, password: Secret) -> str:
     """DATABASE_URL with DATABASE_PASSWORD filled in, unless the URL has a password itself."""
+    # Imported here: settings are read by every command, SQLAlchemy only needed by most (issue 16).
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.password is not None or url.startswith("sqlite"):
         return url

@@ -9,18 +9,22 @@ it (PostgreSQL 14 and later, built ``--with-lz4`` as the Debian and Docker image
 order's JSONB is compressed on every write, and the default, pglz, cost 25 to 55 us a record
 more than LZ4 on the benchmark machine, up to a third of PostgreSQL's time per record; reads
 decompress faster too (benchmarks/README.md).
+
+Every process runs :func:`upgrade` on its first connection (``worker.warehouse.connect``), so
+on a current database it must cost next to nothing: Alembic is imported only when a revision is
+pending (or a column is to be added). Its import and the loading of the revision scripts were
+about 0.1 s of every command's start-up (issue 16); the stored revision is read with one SELECT
+and the newest one from the scripts' text (:func:`head_revision`; test_migrate.py checks it
+against Alembic's own answer).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from worker.warehouse.db import is_postgres
@@ -28,16 +32,47 @@ from worker.warehouse.schema import resource_tables
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
 _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_lock
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# The two assignments every revision script has (Alembic's template, script.py.mako).
+_REVISION = re.compile(r"^revision\b[^=]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=]*=\s*(?:[\"']([^\"']+)[\"']|None)", re.MULTILINE)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.set_main_option("script_location", str(_MIGRATIONS))
     return config
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    """The newest revision: the one no script names as its ``down_revision``."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        text = script.read_text(encoding="utf-8")
+        revision, parent = _REVISION.search(text), _DOWN_REVISION.search(text)
+        if revision is None or parent is None:
+            raise RuntimeError(f"{script.name}: no revision/down_revision line (a bug)")
+        revisions.add(revision.group(1))
+        if parent.group(1):
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    if len(heads) > 1:
+        raise RuntimeError(f"migrations have {len(heads)} heads: {sorted(heads)} (a bug)")
+    return heads.pop() if heads else None
+
+
+def stored_revision(conn: sa.Connection) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    version = sa.table(VERSION_TABLE, sa.column("version_num"))
+    return conn.execute(sa.select(version.c.version_num)).scalar()
 
 
 def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object] | None]]:
@@ -80,21 +115,23 @@ def upgrade(engine: Engine) -> list[str]:
     with engine.begin() as conn:
         if is_postgres(conn):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-        before = MigrationContext.configure(
-            conn, opts={"version_table": VERSION_TABLE}
-        ).get_current_revision()
-        config = _alembic_config()
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-        if before != head_revision():
-            changes.append(f"worker tables: revision {before or 'none'} -> {head_revision()}")
-        operations = Operations(MigrationContext.configure(conn))
+        before, head = stored_revision(conn), head_revision()
+        if before != head:
+            from alembic import command
+
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            changes.append(f"worker tables: revision {before or 'none'} -> {head}")
         for table, column in _resource_gaps(conn):
             if column is None:
                 table.create(conn)
                 changes.append(f"created {table.name}")
             else:
-                operations.add_column(table.name, column._copy())
+                from alembic.migration import MigrationContext
+                from alembic.operations import Operations
+
+                Operations(MigrationContext.configure(conn)).add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
         if is_postgres(conn):
             for name in _lz4_gaps(conn):

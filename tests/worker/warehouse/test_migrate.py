@@ -110,3 +110,17 @@ def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgre
                 for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
             }
             assert wanted == {name: oid for name, oid, _ in columns}
+
+
+def test_head_revision_read_from_the_scripts_is_alembics() -> None:
+    """Start-up reads the newest revision from the scripts' text, not through Alembic (issue
+    16): the two must agree, or a pending revision would never be applied."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from worker.warehouse import migrate
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate._MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    assert head_revision() is not None
