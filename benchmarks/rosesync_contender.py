@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from benchmarks.measure import report_phase
 from config.settings import load_settings
@@ -28,6 +29,8 @@ from worker.warehouse import connect
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run rosesync's full sync of some resources.")
     parser.add_argument("--resources", default="orders,customers")
+    parser.add_argument("--incremental", action="store_true",
+                        help="an incremental sync instead of a full one (issue 16, target 4)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     settings = load_settings(dotenv_path=None)
@@ -35,11 +38,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     tokens = CredentialStore(settings, engine)
     resources = [settings.registry[name] for name in args.resources.split(",")]
 
-    def sync_all() -> None:
+    def sync_all() -> dict[str, Any]:
         for resource in resources:
-            result = sync_resource(settings, engine, tokens, resource, full=True)
+            result = sync_resource(settings, engine, tokens, resource, full=not args.incremental)
             if not result.ok:
                 raise SystemExit(f"{resource.name}: run {result.run.status}: {result.run.error}")
+        return {}
 
     report_phase(sync_all)
     engine.dispose()
