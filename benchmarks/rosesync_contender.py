@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.rosesync_contender --resources orders,customers``. Settings come from the
 environment exactly as in production (DATABASE_URL, ROSEROCKET_*, TOKEN_KEY_FILE; every other
-setting at its default: SYNC_CONCURRENCY, page size 200), and the credential is
+setting at its default: SYNC_CONCURRENCY and SYNC_MAX_CONCURRENCY, page size), and the credential is
 the one the harness bootstrapped into the database beforehand. No ``.env`` is read: a developer's
 local settings must not change the figures.
 
@@ -39,11 +39,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     resources = [settings.registry[name] for name in args.resources.split(",")]
 
     def sync_all() -> dict[str, Any]:
+        settled: dict[str, int] = {}  # requests in flight each resource settled on (issue 16)
         for resource in resources:
             result = sync_resource(settings, engine, tokens, resource, full=not args.incremental)
             if not result.ok:
                 raise SystemExit(f"{resource.name}: run {result.run.status}: {result.run.error}")
-        return {}
+            if result.concurrency is not None:
+                settled[resource.name] = result.concurrency.settled
+        return {"concurrency": settled}
 
     report_phase(sync_all)
     engine.dispose()

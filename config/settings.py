@@ -102,7 +102,9 @@ class Settings:
     sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
-    sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
+    sync_concurrency: int = 2  # requests in flight per resource at the start of a run
+    # ... and at most, as the run adapts it (worker/source/concurrency.py, issue 16)
+    sync_max_concurrency: int = 8
     # Rose Rocket's documented maximum (issue 12); the probe lowers it to what the API gives.
     sync_page_size: int = 50
     sync_strategy: str = "auto"  # auto | keyset | sweep (worker/source/probe.py)
@@ -284,6 +286,13 @@ def _writers(value: str) -> int:
     return number
 
 
+def _max_concurrency(value: str) -> int:
+    number = _positive_int(value)
+    if number > 64:  # each is a fetcher thread
+        raise ValueError("a whole number from 1 to 64")
+    return number
+
+
 def _positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -376,6 +385,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_LOOKBACK_SECONDS": ("sync_lookback_seconds", _non_negative_int),
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
     "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),
+    "SYNC_MAX_CONCURRENCY": ("sync_max_concurrency", _max_concurrency),
     "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
     "SYNC_STRATEGY": ("sync_strategy", _strategy),
     "SYNC_ENDPOINTS": ("sync_endpoints", _endpoints),
@@ -548,6 +558,12 @@ def load_settings(
         raise ConfigError(
             "SYNC_SOFT_TIME_LIMIT: expected fewer seconds than SYNC_TIME_LIMIT "
             f"({settings.sync_time_limit}), got {settings.sync_soft_time_limit}"
+        )
+    if settings.sync_concurrency > settings.sync_max_concurrency:
+        raise ConfigError(
+            "SYNC_CONCURRENCY: expected at most SYNC_MAX_CONCURRENCY "
+            f"({settings.sync_max_concurrency}), got {settings.sync_concurrency}: it is where "
+            "the number of requests in flight starts, and SYNC_MAX_CONCURRENCY its ceiling"
         )
     if settings.visibility_timeout <= settings.sync_time_limit:
         raise ConfigError(

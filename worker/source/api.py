@@ -22,6 +22,7 @@ from config.settings import Settings
 from worker.clock import format_timestamp
 from worker.errors import ApiError, NotFound, Unauthorized
 from worker.source import http
+from worker.source.concurrency import ConcurrencyController
 from worker.source.records import Decoder, Page, Record
 from worker.source.resources import Resource
 
@@ -64,37 +65,39 @@ class RequestStats:
 
 
 class Throttle:
-    """Shared pacing for one resource's concurrent requests.
+    """Shared pacing for one resource's concurrent requests: how many may be in flight, which
+    :class:`~worker.source.concurrency.ConcurrencyController` decides from their latency,
+    throughput and 429s (issue 16), and a pause of every fetcher until a 429's Retry-After has
+    passed, so a rate-limited API sees the load drop at once."""
 
-    A 429 pauses every fetcher until its Retry-After has passed and halves how many requests
-    may be in flight; each success after that earns one slot back (additive increase,
-    multiplicative decrease, as TCP does), so a rate-limited API sees the load drop at once.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.max_limit = limit
-        self.limit = limit
+    def __init__(self, start: int, maximum: int) -> None:
+        self.controller = ConcurrencyController(start, maximum)
         self._in_flight = 0
         self._resume_at = 0.0
         self._cond = threading.Condition()
 
-    def acquire(self) -> None:
+    @property
+    def limit(self) -> int:
+        return self.controller.limit
+
+    def acquire(self) -> float:
+        """Wait for a slot; returns when the request may start (monotonic seconds)."""
         with self._cond:
             while True:
-                wait = self._resume_at - time.monotonic()
-                if wait <= 0 and self._in_flight < self.limit:
+                now = time.monotonic()
+                wait = self._resume_at - now
+                if wait <= 0 and self._in_flight < self.controller.limit:
                     self._in_flight += 1
-                    return
+                    return now
                 self._cond.wait(timeout=wait if wait > 0 else None)
 
-    def release(self, rate_limited_for: float | None = None) -> None:
+    def release(self, started: float, rate_limited_for: float | None = None) -> None:
         with self._cond:
             self._in_flight -= 1
+            now = time.monotonic()
+            self.controller.observe(started, now, rate_limited=rate_limited_for is not None)
             if rate_limited_for is not None:
-                self.limit = max(1, self.limit // 2)
-                self._resume_at = max(self._resume_at, time.monotonic() + rate_limited_for)
-            elif self.limit < self.max_limit:
-                self.limit += 1
+                self._resume_at = max(self._resume_at, now + rate_limited_for)
             self._cond.notify_all()
 
 
@@ -102,11 +105,17 @@ class RoseRocketClient:
     def __init__(
         self, settings: Settings, tokens: TokenSource, concurrency: int | None = None
     ) -> None:
+        """``concurrency``: a fixed number of requests in flight; by default it starts at
+        SYNC_CONCURRENCY and adapts up to SYNC_MAX_CONCURRENCY (worker/source/concurrency.py)."""
         self.base_url = settings.api_url.rstrip("/")
         self.tokens = tokens
         self.timeout = http.timeouts(settings.http_timeout_seconds)
         self.stats = RequestStats()
-        self.throttle = Throttle(concurrency or settings.sync_concurrency)
+        self.throttle = (
+            Throttle(concurrency, concurrency)
+            if concurrency is not None
+            else Throttle(settings.sync_concurrency, settings.sync_max_concurrency)
+        )
         self._decoders: dict[str, Decoder] = {}
         self._retrying = http.retrying(
             settings, on_retry=lambda _exc, _sleep: self.stats.add(retries=1)
@@ -200,7 +209,7 @@ class RoseRocketClient:
         self, url: str, params: dict[str, str | int], token: str, what: str
     ) -> requests.Response:
         self.stats.add(requests=1)
-        self.throttle.acquire()
+        started = self.throttle.acquire()
         rate_limited_for: float | None = None
         try:
             response = http.send(
@@ -216,7 +225,7 @@ class RoseRocketClient:
                 rate_limited_for = http.retry_after(response) or 1.0
             return response
         finally:
-            self.throttle.release(rate_limited_for)
+            self.throttle.release(started, rate_limited_for)
 
 
 def _message(response: requests.Response) -> str:

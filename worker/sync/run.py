@@ -7,7 +7,8 @@ The loop (keyset.py reads, warehouse/load.py writes):
    (nothing for ``full``) so that a record committed at the cursor's instant is read again;
    the upsert makes that overlap harmless;
 3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
-   stays flat: at most ``2 x concurrency`` pages wait), which gathers them into
+   stays flat: at most ``2 x SYNC_CONCURRENCY`` pages wait, however many requests are in
+   flight: worker/source/concurrency.py adapts that, issue 16), which gathers them into
    batches for the writers (commits.py), each batch one transaction with its checkpoint; then a
    catch-up read from the newest position picks up what moved meanwhile;
 4. the cursor only advances to where *every* slice before it is complete, and never past the
@@ -50,6 +51,7 @@ from worker.errors import (
 from worker.logs import redact
 from worker.source.api import RoseRocketClient, TokenSource
 from worker.source.chunks import Chunk, Pager
+from worker.source.concurrency import Summary
 from worker.source.keyset import KeysetPager
 from worker.source.records import Page, Record
 from worker.source.resources import Resource
@@ -83,6 +85,7 @@ class SyncResult:
 
     run: RunRow
     error: BaseException | None = None
+    concurrency: Summary | None = None  # how many requests it kept in flight (issue 16)
 
     @property
     def ok(self) -> bool:
@@ -153,7 +156,7 @@ def sync_resource(
                 return SyncResult(
                     run.finish("failed", redact(f"{exc.__class__.__name__}: {exc}")[:2000]), exc
                 )
-            return SyncResult(run.finish("succeeded"))
+            return SyncResult(run.finish("succeeded"), concurrency=run.concurrency())
     finally:
         lease.release()
 
@@ -188,6 +191,18 @@ class _Run:
         self.expected: int | None = None
         self.cursor: datetime | None = None  # as last handed to the committer
         self._lock = threading.Lock()  # counters and progress, updated by the writer threads
+
+    def concurrency(self) -> Summary:
+        summary = self.client.throttle.controller.summary()
+        log.info(
+            "%s: requests in flight started at %d, settled at %d, at most %d (%d changes)",
+            self.resource.name,
+            summary.start,
+            summary.settled,
+            summary.highest,
+            len(summary.decisions),
+        )
+        return summary
 
     def stats(self) -> dict[str, int]:
         """What the API client has counted so far in this run."""
@@ -227,7 +242,9 @@ class _Run:
                 f"if the API serves it elsewhere set SYNC_ENDPOINTS={self.resource.name}="
                 "/api/v1/<path>, else leave it out of SYNC_RESOURCES"
             )
-        concurrency = self.settings.sync_concurrency
+        # as many parts as requests may ever be in flight; the client's throttle decides how
+        # many are (worker/source/concurrency.py, issue 16)
+        concurrency = self.settings.sync_max_concurrency
         if paging.strategy == "sweep":
             self._sweep(paging, full)
             return
@@ -267,7 +284,7 @@ class _Run:
         """The whole list, then the deletions it reveals; or, between sweeps (at most every
         SYNC_SWEEP_INTERVAL_SECONDS), only the records created since the last one."""
         known = paging.capabilities
-        concurrency = self.settings.sync_concurrency
+        concurrency = self.settings.sync_max_concurrency  # see _read
         previous, created_cursor = sweep_marks(self.engine, self.resource.name, self.org)
         interval = timedelta(seconds=self.settings.sync_sweep_interval_seconds)
         if (
@@ -343,7 +360,8 @@ class _Run:
         progress = _Checkpoints(len(parts), lower)
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
-            with _fetching(pager, parts, first, self.loader.rows) as batches:
+            depth = 2 * min(len(parts), self.settings.sync_concurrency)
+            with _fetching(pager, parts, first, self.loader.rows, depth) as batches:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             for chunk in pager.follow_up():
@@ -465,6 +483,7 @@ def _fetching(
     parts: Sequence[Any],
     first: Page,
     prepare: Callable[[list[Record]], list[Row]],
+    depth: int,
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every part on its own thread; yields batches of the pages as they arrive, in this
     thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
@@ -473,10 +492,12 @@ def _fetching(
     part; the writer's time goes to the database driver, which releases the GIL), so the two
     halves of the work overlap on two cores.
 
+    At most ``depth`` pages wait in the queue: memory stays flat whatever the number of parts.
+
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
     """
-    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(parts))
+    chunks: queue.Queue[object] = queue.Queue(maxsize=depth)
     halt = threading.Event()
 
     def put(item: object) -> None:
