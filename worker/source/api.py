@@ -74,6 +74,9 @@ class Throttle:
         self.controller = ConcurrencyController(start, maximum)
         self._in_flight = 0
         self._resume_at = 0.0
+        self._tickets = 0  # handed out, one per acquire
+        self._serving = 0  # the ticket whose turn it is
+        self._abandoned: set[int] = set()  # tickets given up while waiting
         self._cond = threading.Condition()
 
     @property
@@ -81,15 +84,33 @@ class Throttle:
         return self.controller.limit
 
     def acquire(self) -> float:
-        """Wait for a slot; returns when the request may start (monotonic seconds)."""
+        """Wait for a slot, first come first served (so that the fetchers' parts advance
+        evenly and finish together); returns when the request may start (monotonic seconds)."""
         with self._cond:
-            while True:
-                now = time.monotonic()
-                wait = self._resume_at - now
-                if wait <= 0 and self._in_flight < self.controller.limit:
-                    self._in_flight += 1
-                    return now
-                self._cond.wait(timeout=wait if wait > 0 else None)
+            ticket = self._tickets
+            self._tickets += 1
+            try:
+                while True:
+                    now = time.monotonic()
+                    wait = self._resume_at - now
+                    if wait <= 0 and ticket == self._serving and self._in_flight < self.limit:
+                        self._in_flight += 1
+                        self._next_turn()
+                        return now
+                    self._cond.wait(timeout=wait if wait > 0 else None)
+            except BaseException:  # Ctrl-C while waiting: the tickets behind must not wait on
+                if ticket == self._serving:
+                    self._next_turn()
+                else:
+                    self._abandoned.add(ticket)
+                raise
+
+    def _next_turn(self) -> None:
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
 
     def release(self, started: float, rate_limited_for: float | None = None) -> None:
         with self._cond:

@@ -242,9 +242,11 @@ class _Run:
                 f"if the API serves it elsewhere set SYNC_ENDPOINTS={self.resource.name}="
                 "/api/v1/<path>, else leave it out of SYNC_RESOURCES"
             )
-        # as many parts as requests may ever be in flight; the client's throttle decides how
-        # many are (worker/source/concurrency.py, issue 16)
-        concurrency = self.settings.sync_max_concurrency
+        # more parts than requests may ever be in flight: the client's throttle decides how
+        # many are (worker/source/concurrency.py, issue 16), _fetching starts a thread per
+        # request in flight, and a thread done with its part takes the next, so that the run
+        # does not end on one long part read alone
+        concurrency = PARTS_PER_REQUEST * self.settings.sync_max_concurrency
         if paging.strategy == "sweep":
             self._sweep(paging, full)
             return
@@ -284,7 +286,7 @@ class _Run:
         """The whole list, then the deletions it reveals; or, between sweeps (at most every
         SYNC_SWEEP_INTERVAL_SECONDS), only the records created since the last one."""
         known = paging.capabilities
-        concurrency = self.settings.sync_max_concurrency  # see _read
+        concurrency = PARTS_PER_REQUEST * self.settings.sync_max_concurrency  # see _read
         previous, created_cursor = sweep_marks(self.engine, self.resource.name, self.org)
         interval = timedelta(seconds=self.settings.sync_sweep_interval_seconds)
         if (
@@ -361,7 +363,9 @@ class _Run:
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
             depth = 2 * min(len(parts), self.settings.sync_concurrency)
-            with _fetching(pager, parts, first, self.loader.rows, depth) as batches:
+            with _fetching(
+                pager, parts, first, self.loader.rows, depth, lambda: self.client.throttle.limit
+            ) as batches:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             for chunk in pager.follow_up():
@@ -475,6 +479,7 @@ Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into 
 # fast API gets few, large transactions, and a slow one still a commit every half second.
 BATCH_RECORDS = 2000
 BATCH_SECONDS = 0.5
+PARTS_PER_REQUEST = 2  # parts planned per request that may be in flight (see _Run._read)
 
 
 @contextmanager
@@ -484,6 +489,7 @@ def _fetching(
     first: Page,
     prepare: Callable[[list[Record]], list[Row]],
     depth: int,
+    wanted: Callable[[], int],
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every part on its own thread; yields batches of the pages as they arrive, in this
     thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
@@ -499,6 +505,8 @@ def _fetching(
     """
     chunks: queue.Queue[object] = queue.Queue(maxsize=depth)
     halt = threading.Event()
+    waiting = list(reversed(parts))  # parts no thread has taken yet, next one last
+    lock = threading.Lock()
 
     def put(item: object) -> None:
         while not halt.is_set():
@@ -508,26 +516,38 @@ def _fetching(
             except queue.Full:
                 continue
 
-    def fetch(part: Any) -> None:
-        try:
-            for chunk in pager.read(part, first if part.index == 0 else None):
-                put((replace(chunk, records=[]), prepare(chunk.records)))
-                if halt.is_set():
+    def fetch() -> None:
+        while not halt.is_set():
+            with lock:
+                if not waiting:
                     return
-        except BaseException as exc:  # handed to the writer, which re-raises it
-            put(exc)
-        finally:
-            put(_END)
+                part = waiting.pop()
+            try:
+                for chunk in pager.read(part, first if part.index == 0 else None):
+                    put((replace(chunk, records=[]), prepare(chunk.records)))
+                    if halt.is_set():
+                        return
+            except BaseException as exc:  # handed to the writer, which re-raises it
+                put(exc)
+                return
+            finally:
+                put(_END)
 
-    threads = [
-        threading.Thread(target=fetch, args=(part,), name=f"fetch-{part.index}", daemon=True)
-        for part in parts
-    ]
-    for thread in threads:
-        thread.start()
+    threads: list[threading.Thread] = []
+
+    def grow() -> None:
+        """A thread per request that may be in flight, up to one per part not yet taken: no
+        more threads than requests (each thread's decoding has its own allocations, and a
+        thread waiting at the throttle would only hold memory)."""
+        while len(threads) < wanted() and waiting:
+            thread = threading.Thread(target=fetch, name=f"fetch-{len(threads)}", daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    grow()
 
     def drain() -> Iterator[list[Loaded]]:
-        running = len(threads)
+        running = len(parts)
         batch: list[Loaded] = []
         size = 0
         deadline = 0.0
@@ -539,6 +559,7 @@ def _fetching(
                 yield batch
                 batch, size = [], 0
                 continue
+            grow()  # the throttle may allow more requests in flight by now
             if item is _END:
                 running -= 1
             elif isinstance(item, BaseException):
