@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-from sqlalchemy.engine import make_url
-
 from config.schedule import Schedule, parse_schedule
 from worker.errors import ConfigError
 from worker.logs import register_secret, safe_url
@@ -112,7 +109,9 @@ class Settings:
     api_rate_limit: float = 0.0
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
-    sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
+    sync_concurrency: int = 2  # requests in flight per resource at the start of a run
+    # ... and at most, as the run adapts it (worker/source/concurrency.py, issue 16)
+    sync_max_concurrency: int = 8
     # Rose Rocket's documented maximum (issue 12); the probe lowers it to what the API gives.
     sync_page_size: int = 50
     sync_strategy: str = "auto"  # auto | keyset | sweep (worker/source/probe.py)
@@ -328,6 +327,13 @@ def _writers(value: str) -> int:
     return number
 
 
+def _max_concurrency(value: str) -> int:
+    number = _positive_int(value)
+    if number > 64:  # each is a fetcher thread
+        raise ValueError("a whole number from 1 to 64")
+    return number
+
+
 def _positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -440,6 +446,7 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "SYNC_LOOKBACK_SECONDS": ("sync_lookback_seconds", _non_negative_int),
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
     "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),
+    "SYNC_MAX_CONCURRENCY": ("sync_max_concurrency", _max_concurrency),
     "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
     "SYNC_STRATEGY": ("sync_strategy", _strategy),
     "SYNC_ENDPOINTS": ("sync_endpoints", _endpoints),
@@ -525,6 +532,8 @@ def _read(name: str, raw: str, parse: Callable[[str], T]) -> T:
 def _read_dotenv(path: Path) -> dict[str, str]:
     """The .env file's values; an unreadable or non-UTF-8 file is a one-line error (issue 13,
     item 9: it used to be a traceback)."""
+    from dotenv import dotenv_values  # only when there is a .env: start-up time (issue 16)
+
     try:
         values = dotenv_values(path, encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -559,6 +568,9 @@ def _unknown(values: Mapping[str, str], source: str) -> list[UnknownVariable]:
 
 def _with_password(url: str, password: Secret) -> str:
     """DATABASE_URL with DATABASE_PASSWORD filled in, unless the URL has a password itself."""
+    # Imported here: settings are read by every command, SQLAlchemy only needed by most (issue 16).
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.password is not None or url.startswith("sqlite"):
         return url
@@ -610,6 +622,12 @@ def load_settings(
         raise ConfigError(
             "SYNC_SOFT_TIME_LIMIT: expected fewer seconds than SYNC_TIME_LIMIT "
             f"({settings.sync_time_limit}), got {settings.sync_soft_time_limit}"
+        )
+    if settings.sync_concurrency > settings.sync_max_concurrency:
+        raise ConfigError(
+            "SYNC_CONCURRENCY: expected at most SYNC_MAX_CONCURRENCY "
+            f"({settings.sync_max_concurrency}), got {settings.sync_concurrency}: it is where "
+            "the number of requests in flight starts, and SYNC_MAX_CONCURRENCY its ceiling"
         )
     if settings.visibility_timeout <= settings.sync_time_limit:
         raise ConfigError(

@@ -132,6 +132,8 @@ BAD_VALUES = [
     ("SYNC_LOOKBACK_SECONDS", "five", "whole number"),
     ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
     ("SYNC_CONCURRENCY", "0", "greater than 0"),
+    ("SYNC_MAX_CONCURRENCY", "0", "greater than 0"),
+    ("SYNC_MAX_CONCURRENCY", "65", "1 to 64"),
     ("SYNC_PAGE_SIZE", "5000", "1 to 1000"),
     ("SYNC_STRATEGY", "offset", "auto or keyset or sweep"),
     ("SYNC_SWEEP_INTERVAL_SECONDS", "-5", "0 or more"),
@@ -217,6 +219,17 @@ def test_soft_limit_must_be_below_hard_limit() -> None:
         load_settings(
             environ={"SYNC_SOFT_TIME_LIMIT": "100", "SYNC_TIME_LIMIT": "100"}, dotenv_path=None
         )
+
+
+def test_concurrency_starts_within_its_maximum() -> None:
+    with pytest.raises(ConfigError, match=r"^SYNC_CONCURRENCY: expected at most SYNC_MAX_CONC"):
+        load_settings(
+            environ={"SYNC_CONCURRENCY": "9", "SYNC_MAX_CONCURRENCY": "8"}, dotenv_path=None
+        )
+    fixed = load_settings(
+        environ={"SYNC_CONCURRENCY": "3", "SYNC_MAX_CONCURRENCY": "3"}, dotenv_path=None
+    )
+    assert (fixed.sync_concurrency, fixed.sync_max_concurrency) == (3, 3)
 
 
 def test_visibility_timeout_must_outlast_the_hard_limit() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from email.message import Message
 from typing import Any
@@ -25,7 +26,9 @@ def test_counters_count_requests_by_route_and_status(sim: Simulator, client: OAu
                                                      tokens: dict[str, Any]) -> None:
     token = tokens["access_token"]
     order_id = sim.dump("orders")[0]["id"]
+    before = time.time()
     client.api("orders", token)
+    first_answered = time.time()
     client.api("orders", token, limit=0)
     client.api(f"orders/{order_id}", token)
     client.api("orders/00000000-0000-4000-8000-000000000000", token)
@@ -44,12 +47,13 @@ def test_counters_count_requests_by_route_and_status(sim: Simulator, client: OAu
         "OTHER /api/v1/orders 405": 1,
     }
     assert counters["api_requests"] == 6
+    assert before <= counters["first_api_request_at"] <= first_answered
     assert counters["token_requests"] == 1
     assert counters["grants"] == {"authorization_code": 1, "refresh_token": 0}
     assert set(counters) == {"requests", "grants", "token_requests", "token_errors",
                              "reuse_detections", "families_revoked", "api_requests",
-                             "faults_fired", "mutations", "per_second", "peak_per_second",
-                             "org_requests"}
+                             "first_api_request_at", "faults_fired", "mutations",
+                             "per_second", "peak_per_second", "org_requests"}
 
 
 def test_reset_counters(sim: Simulator, client: OAuthClient, tokens: dict[str, Any]) -> None:
@@ -61,8 +65,8 @@ def test_reset_counters(sim: Simulator, client: OAuthClient, tokens: dict[str, A
     assert sim.counters() == {
         "requests": {}, "grants": {"authorization_code": 0, "refresh_token": 0},
         "token_requests": 0, "token_errors": {}, "reuse_detections": 0, "families_revoked": 0,
-        "api_requests": 0, "faults_fired": {}, "mutations": {"updated": 0, "created": 0,
-                                                             "deleted": 0},
+        "api_requests": 0, "first_api_request_at": None, "faults_fired": {},
+        "mutations": {"updated": 0, "created": 0, "deleted": 0},
         "per_second": {"clients": {}, "orgs": {}},
         "peak_per_second": {"clients": {}, "orgs": {}}, "org_requests": {}}
 

@@ -177,7 +177,8 @@ def test_a_signal_stops_an_inline_sync_at_a_page_boundary(
     sqlite_url: str, tmp_path: Path, stop: signal.Signals, code: int
 ) -> None:
     slow = SimulatorConfig(records=600, faults=(FaultRule(kind="latency", latency=0.05),))
-    env = {"SYNC_PAGE_SIZE": "20", "SYNC_CONCURRENCY": "1"}
+    # one request at a time, not adapted upwards (issue 16): slow enough to stop mid-run
+    env = {"SYNC_PAGE_SIZE": "20", "SYNC_CONCURRENCY": "1", "SYNC_MAX_CONCURRENCY": "1"}
     with make_world(sqlite_url, tmp_path, slow, **env) as world:
         child = subprocess.Popen(
             [sys.executable, "-m", "worker", "sync", "orders"],

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import apprise
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
@@ -45,6 +44,8 @@ class Alert:
 
 def send(settings: Settings, alert: Alert) -> bool:
     """Deliver to every ALERT_URLS target; True when all of them accepted it."""
+    import apprise  # only when there is something to send: it is slow to import (issue 16)
+
     notifier = apprise.Apprise()
     for url in settings.alert_urls:
         notifier.add(url.reveal())

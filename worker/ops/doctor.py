@@ -27,7 +27,6 @@ from worker.credentials.cipher import load_cipher
 from worker.credentials.store import CredentialStore, key_problem
 from worker.errors import ConfigError, RoseSyncError
 from worker.logs import redact, safe_url
-from worker.ops.dispatch import check_broker as broker_reachable
 from worker.ops.presence import running_beat, workers
 from worker.source import resources
 from worker.source.api import RoseRocketClient
@@ -185,6 +184,9 @@ def check_database(context: Context) -> Finding:
 
 @check
 def check_broker(context: Context) -> Finding:
+    # Celery and kombu only for this check: `rosesync sync` runs the credential check (issue 16)
+    from worker.ops.dispatch import check_broker as broker_reachable
+
     broker_reachable(context.settings)
     return Finding("broker", "ok", f"{safe_url(context.settings.celery_broker_url)}: reachable")
 

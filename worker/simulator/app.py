@@ -114,7 +114,7 @@ class App:
             # The control plane: never faulted, never counted, so tests can always reach it.
             return self._admin.handle(request)
         if path.startswith("/api/"):
-            self.counters.add("api_requests")
+            self.counters.api_request(time.time())
             self._count_caller(request)
         elif path == "/oauth/token" and request.method == "POST":
             self.counters.add("token_requests")

@@ -29,6 +29,8 @@ def _empty() -> dict[str, Any]:
         "reuse_detections": 0,
         "families_revoked": 0,
         "api_requests": 0,  # every request under /api/, whatever its answer
+        # Unix time the first of them arrived: the benchmark's time to first request (issue 16)
+        "first_api_request_at": None,
         "faults_fired": {},  # fault kind -> n
         "mutations": {"updated": 0, "created": 0, "deleted": 0},
         # API requests a second by the token's client and org: {"clients": {id: {"<epoch
@@ -56,6 +58,13 @@ class Counters:
         """Add to a top-level count (token_requests, reuse_detections, ...)."""
         with self._lock:
             self._data[name] += amount
+
+    def api_request(self, moment: float) -> None:
+        """Count a request under /api/ that arrived at ``moment`` (Unix time)."""
+        with self._lock:
+            self._data["api_requests"] += 1
+            if self._data["first_api_request_at"] is None:
+                self._data["first_api_request_at"] = moment
 
     def add_to(self, name: str, key: str, amount: int = 1) -> None:
         """Add to one entry of a breakdown (requests, grants, token_errors, faults_fired, ...)."""

@@ -7,7 +7,8 @@ The loop (keyset.py reads, warehouse/load.py writes):
    (nothing for ``full``) so that a record committed at the cursor's instant is read again;
    the upsert makes that overlap harmless;
 3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
-   stays flat: at most ``2 x concurrency`` pages wait), which gathers them into
+   stays flat: at most ``2 x SYNC_CONCURRENCY`` pages wait, however many requests are in
+   flight: worker/source/concurrency.py adapts that, issue 16), which gathers them into
    batches for the writers (commits.py), each batch one transaction with its checkpoint; then a
    catch-up read from the newest position picks up what moved meanwhile;
 4. the cursor only advances to where *every* slice before it is complete, and never past the
@@ -52,6 +53,7 @@ from worker.errors import (
 from worker.logs import redact
 from worker.source.api import RoseRocketClient, TokenSource
 from worker.source.chunks import Chunk, Pager
+from worker.source.concurrency import Summary
 from worker.source.fields import Shape
 from worker.source.keyset import KeysetPager
 from worker.source.records import Page, Record
@@ -87,6 +89,7 @@ class SyncResult:
 
     run: RunRow
     error: BaseException | None = None
+    concurrency: Summary | None = None  # how many requests it kept in flight (issue 16)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +170,7 @@ def sync_resource(
                 return SyncResult(
                     run.finish("failed", redact(f"{exc.__class__.__name__}: {exc}")[:2000]), exc
                 )
-            return SyncResult(run.finish("succeeded"))
+            return SyncResult(run.finish("succeeded"), concurrency=run.concurrency())
     finally:
         lease.release()
 
@@ -207,6 +210,18 @@ class _Run:
         self.shape = Shape()  # the fields the records had (issue 14, item 2: schema drift)
         self._lock = threading.Lock()  # counters and progress, updated by the writer threads
 
+    def concurrency(self) -> Summary:
+        summary = self.client.throttle.controller.summary()
+        log.info(
+            "%s: requests in flight started at %d, settled at %d, at most %d (%d changes)",
+            self.resource.name,
+            summary.start,
+            summary.settled,
+            summary.highest,
+            len(summary.decisions),
+        )
+        return summary
+
     def stats(self) -> dict[str, int]:
         """What the API client has counted so far in this run."""
         refreshes = self.tokens.refreshes - self.refreshes_before
@@ -245,7 +260,11 @@ class _Run:
                 f"if the API serves it elsewhere set SYNC_ENDPOINTS={self.resource.name}="
                 "/api/v1/<path>, else leave it out of SYNC_RESOURCES"
             )
-        concurrency = self.settings.sync_concurrency
+        # more parts than requests may ever be in flight: the client's throttle decides how
+        # many are (worker/source/concurrency.py, issue 16), _fetching starts a thread per
+        # request in flight, and a thread done with its part takes the next, so that the run
+        # does not end on one long part read alone
+        concurrency = PARTS_PER_REQUEST * self.settings.sync_max_concurrency
         if paging.strategy == "sweep":
             self._sweep(paging, full)
             return
@@ -285,7 +304,7 @@ class _Run:
         """The whole list, then the deletions it reveals; or, between sweeps (at most every
         SYNC_SWEEP_INTERVAL_SECONDS), only the records created since the last one."""
         known = paging.capabilities
-        concurrency = self.settings.sync_concurrency
+        concurrency = PARTS_PER_REQUEST * self.settings.sync_max_concurrency  # see _read
         self.page_limit = 0  # a sweep cannot resume from a cursor: it never yields
         previous, created_cursor = sweep_marks(self.engine, self.resource.name, self.org)
         interval = timedelta(seconds=self.settings.sync_sweep_interval_seconds)
@@ -362,10 +381,19 @@ class _Run:
         progress = _Checkpoints(len(parts), lower)
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
+            depth = 2 * min(len(parts), self.settings.sync_concurrency)
             # A run that may yield commits in batches of at most its page limit, so that it
             # yields after that many pages, not after whatever arrived at once.
             batch_pages = self.page_limit or None
-            with _fetching(pager, parts, first, self._rows, batch_pages) as batches:
+            with _fetching(
+                pager,
+                parts,
+                first,
+                self._rows,
+                depth,
+                lambda: self.client.throttle.limit,
+                batch_pages,
+            ) as batches:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             for chunk in pager.follow_up():
@@ -521,6 +549,7 @@ Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into 
 # fast API gets few, large transactions, and a slow one still a commit every half second.
 BATCH_RECORDS = 2000
 BATCH_SECONDS = 0.5
+PARTS_PER_REQUEST = 2  # parts planned per request that may be in flight (see _Run._read)
 
 
 @contextmanager
@@ -529,6 +558,8 @@ def _fetching(
     parts: Sequence[Any],
     first: Page,
     prepare: Callable[[list[Record]], list[Row]],
+    depth: int,
+    wanted: Callable[[], int],
     batch_pages: int | None = None,
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every part on its own thread; yields batches of the pages as they arrive, in this
@@ -538,11 +569,15 @@ def _fetching(
     part; the writer's time goes to the database driver, which releases the GIL), so the two
     halves of the work overlap on two cores.
 
+    At most ``depth`` pages wait in the queue: memory stays flat whatever the number of parts.
+
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
     """
-    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(parts))
+    chunks: queue.Queue[object] = queue.Queue(maxsize=depth)
     halt = threading.Event()
+    waiting = list(reversed(parts))  # parts no thread has taken yet, next one last
+    lock = threading.Lock()
 
     def put(item: object) -> None:
         while not halt.is_set():
@@ -552,26 +587,38 @@ def _fetching(
             except queue.Full:
                 continue
 
-    def fetch(part: Any) -> None:
-        try:
-            for chunk in pager.read(part, first if part.index == 0 else None):
-                put((replace(chunk, records=[]), prepare(chunk.records)))
-                if halt.is_set():
+    def fetch() -> None:
+        while not halt.is_set():
+            with lock:
+                if not waiting:
                     return
-        except BaseException as exc:  # handed to the writer, which re-raises it
-            put(exc)
-        finally:
-            put(_END)
+                part = waiting.pop()
+            try:
+                for chunk in pager.read(part, first if part.index == 0 else None):
+                    put((replace(chunk, records=[]), prepare(chunk.records)))
+                    if halt.is_set():
+                        return
+            except BaseException as exc:  # handed to the writer, which re-raises it
+                put(exc)
+                return
+            finally:
+                put(_END)
 
-    threads = [
-        threading.Thread(target=fetch, args=(part,), name=f"fetch-{part.index}", daemon=True)
-        for part in parts
-    ]
-    for thread in threads:
-        thread.start()
+    threads: list[threading.Thread] = []
+
+    def grow() -> None:
+        """A thread per request that may be in flight, up to one per part not yet taken: no
+        more threads than requests (each thread's decoding has its own allocations, and a
+        thread waiting at the throttle would only hold memory)."""
+        while len(threads) < wanted() and waiting:
+            thread = threading.Thread(target=fetch, name=f"fetch-{len(threads)}", daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    grow()
 
     def drain() -> Iterator[list[Loaded]]:
-        running = len(threads)
+        running = len(parts)
         batch: list[Loaded] = []
         size = 0
         deadline = 0.0
@@ -583,6 +630,7 @@ def _fetching(
                 yield batch
                 batch, size = [], 0
                 continue
+            grow()  # the throttle may allow more requests in flight by now
             if item is _END:
                 running -= 1
             elif isinstance(item, BaseException):

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
@@ -203,7 +203,18 @@ def is_disk_full(exc: BaseException) -> bool:
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(orig, sqlite3.Error):
         return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    return isinstance(orig, psycopg.Error) and orig.sqlstate == _DISK_FULL
+    return sqlstate(orig) == _DISK_FULL
+
+
+def sqlstate(error: BaseException | None) -> str | None:
+    """PostgreSQL's SQLSTATE of a psycopg error ("" when it has none); None for anything else.
+
+    psycopg as already imported, if it was: a psycopg error means it was, and a SQLite
+    deployment does not pay the 50 ms of importing it at start-up (issue 16)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(error, psycopg.Error):
+        return None
+    return str(error.sqlstate or "")
 
 
 def disk_full(engine: Engine, exc: BaseException, what: str) -> WarehouseFull:

@@ -34,9 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
-from psycopg.types.json import set_json_dumps
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -47,7 +45,7 @@ from worker.source.records import Record
 from worker.source.resources import Column, Resource
 from worker.warehouse import quarantine
 from worker.warehouse.children import ChildWriter
-from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader
+from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader, sqlstate
 from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
 from worker.warehouse.schema import resource_tables
@@ -68,8 +66,9 @@ def refusal(exc: BaseException) -> str | None:
     """The database's one-line reason when ``exc`` refuses some row's data; None for anything
     else (a lost connection, a full disk, a bug), which must fail the batch as it is."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    if isinstance(orig, psycopg.Error):
-        if (orig.sqlstate or "")[:2] not in _REFUSING_CLASSES:
+    state = sqlstate(orig)
+    if state is not None:
+        if state[:2] not in _REFUSING_CLASSES:
             return None
     elif not isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | UnicodeError):
         return None
@@ -332,6 +331,9 @@ class Loader:
                 self._children.write_sqlite(conn, self._names, rows)
             return
         dbapi = conn.connection.dbapi_connection
+        import psycopg  # here: a SQLite deployment never imports it (issue 16)
+        from psycopg.types.json import set_json_dumps
+
         assert isinstance(dbapi, psycopg.Connection)
         staged: set[str] = conn.connection.info.setdefault(_STAGES, set())
         with dbapi.cursor() as cursor:

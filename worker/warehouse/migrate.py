@@ -15,19 +15,23 @@ it (PostgreSQL 14 and later, built ``--with-lz4`` as the Debian and Docker image
 order's JSONB is compressed on every write, and the default, pglz, cost 25 to 55 us a record
 more than LZ4 on the benchmark machine, up to a third of PostgreSQL's time per record; reads
 decompress faster too (benchmarks/README.md).
+
+Every process runs :func:`upgrade` on its first connection (``worker.warehouse.connect``), so
+on a current database it must cost next to nothing: Alembic is imported only when a revision is
+pending (or a column is to be added). Its import and the loading of the revision scripts were
+about 0.1 s of every command's start-up (issue 16); the stored revision is read with one SELECT
+and the newest one from the scripts' text (:func:`head_revision`; test_migrate.py checks it
+against Alembic's own answer).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from worker.source.resources import REGISTRY, Child, Resource
@@ -37,6 +41,14 @@ from worker.warehouse.schema import child_tables, resource_tables, state
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
 _MIGRATION_LOCK = 7_273_796_001  # arbitrary constant key for pg_advisory_xact_lock
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# The two assignments every revision script has (Alembic's template, script.py.mako).
+_REVISION = re.compile(r"^revision\b[^=]*=\s*[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=]*=\s*(?:[\"']([^\"']+)[\"']|None)", re.MULTILINE)
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.operations import Operations
 
 
 def _refiller(resource: Resource, child: Child) -> Callable[[sa.Connection], None]:
@@ -53,13 +65,37 @@ _CHILDREN = {
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.set_main_option("script_location", str(_MIGRATIONS))
     return config
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    """The newest revision: the one no script names as its ``down_revision``."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        text = script.read_text(encoding="utf-8")
+        revision, parent = _REVISION.search(text), _DOWN_REVISION.search(text)
+        if revision is None or parent is None:
+            raise RuntimeError(f"{script.name}: no revision/down_revision line (a bug)")
+        revisions.add(revision.group(1))
+        if parent.group(1):
+            parents.add(parent.group(1))
+    heads = revisions - parents
+    if len(heads) > 1:
+        raise RuntimeError(f"migrations have {len(heads)} heads: {sorted(heads)} (a bug)")
+    return heads.pop() if heads else None
+
+
+def stored_revision(conn: sa.Connection) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    if not sa.inspect(conn).has_table(VERSION_TABLE):
+        return None
+    version = sa.table(VERSION_TABLE, sa.column("version_num"))
+    return conn.execute(sa.select(version.c.version_num)).scalar()
 
 
 def _registry_tables() -> list[sa.Table]:
@@ -99,7 +135,7 @@ def _inexact_money(conn: sa.Connection) -> list[tuple[sa.Table, list[str]]]:
     return found
 
 
-def _exact_money(conn: sa.Connection, operations: Operations) -> list[str]:
+def _exact_money(conn: sa.Connection) -> list[str]:
     """Amounts stored REAL on SQLite become exact decimal text (issue 14, item 4). SQLite cannot
     change a column's type: the table is rebuilt (Alembic's batch mode: copy, drop, rename),
     and the copy converts each REAL to its text as it goes, by the TEXT column's affinity.
@@ -107,6 +143,7 @@ def _exact_money(conn: sa.Connection, operations: Operations) -> list[str]:
     tables = _inexact_money(conn)
     if not tables:
         return []
+    operations = _operations(conn)
     for name in sa.inspect(conn).get_view_names():
         if name.startswith("v_"):
             conn.exec_driver_sql(f'DROP VIEW "{name}"')
@@ -115,6 +152,14 @@ def _exact_money(conn: sa.Connection, operations: Operations) -> list[str]:
             for column in columns:
                 batch.alter_column(column, type_=sa.Text(), existing_type=sa.Float())
     return [f"made {t.name}.{c} exact (decimal text)" for t, columns in tables for c in columns]
+
+
+def _operations(conn: sa.Connection) -> Operations:
+    """Alembic's operations on ``conn``, imported only when there is something to change."""
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    return Operations(MigrationContext.configure(conn))
 
 
 def _lz4_gaps(conn: sa.Connection) -> list[str]:
@@ -144,11 +189,6 @@ def upgrade(engine: Engine) -> list[str]:
         if is_postgres(conn):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         placed = schemas(conn) if is_postgres(conn) else None
-        before = MigrationContext.configure(
-            conn, opts={"version_table": VERSION_TABLE}
-        ).get_current_revision()
-        config = _alembic_config()
-        config.attributes["connection"] = conn
         if placed is not None:  # rosesync's own tables are created in their own schema
             data, own = placed
             for name in dict.fromkeys((data, own)):
@@ -158,12 +198,16 @@ def upgrade(engine: Engine) -> list[str]:
                 if conn.execute(query, {"name": name}).scalar() is None:
                     conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{own}", "{data}"')
-        command.upgrade(config, "head")
+        before, head = stored_revision(conn), head_revision()
+        if before != head:
+            from alembic import command
+
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            changes.append(f"worker tables: revision {before or 'none'} -> {head}")
         if placed is not None:
             conn.exec_driver_sql(f'SET LOCAL search_path TO "{data}", "{own}"')
-        if before != head_revision():
-            changes.append(f"worker tables: revision {before or 'none'} -> {head_revision()}")
-        operations = Operations(MigrationContext.configure(conn))
         refill: dict[str, Callable[[sa.Connection], None]] = {}
         for table, column in _resource_gaps(conn):
             if column is None:
@@ -176,14 +220,14 @@ def upgrade(engine: Engine) -> list[str]:
                 if conn.execute(state.delete().where(state.c.resource == resource)).rowcount:
                     changes.append(f"reset the cursor of {resource}: its table is new")
             else:
-                operations.add_column(table.name, column._copy())
+                _operations(conn).add_column(table.name, column._copy())
                 changes.append(f"added {table.name}.{column.name}")
             if table.name in _CHILDREN:
                 refill[table.name] = _CHILDREN[table.name]
         for derive in refill.values():
             derive(conn)
         if not is_postgres(conn):
-            changes += _exact_money(conn, operations)
+            changes += _exact_money(conn)
         changes += views.ensure(conn)
         if is_postgres(conn):
             for name in _lz4_gaps(conn):

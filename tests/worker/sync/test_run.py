@@ -402,7 +402,8 @@ def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
     must still cover only committed rows, so that the next incremental run fills the hole.
     (Keyset paging only: a sweep moves no cursor until it is complete.)"""
     monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 40)  # one page per batch: many batches
-    pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1"}  # one slice: cursor after each
+    # one slice (as many as requests may be in flight, issue 16): a cursor after each batch
+    pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1", "SYNC_MAX_CONCURRENCY": "1"}
     # No quarantine: a refused record fails its batch (else it is set aside, tested below).
     pages["SYNC_MAX_QUARANTINE"] = "0"
     with make_world(database_url, tmp_path, SimulatorConfig(records=300), **pages) as world:

@@ -198,3 +198,17 @@ def test_sqlite_amounts_stored_as_real_become_exact_text(sqlite_url: str) -> Non
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("rr_orders")}
         assert "ix_rr_orders_updated_at" in indexes
         assert conn.exec_driver_sql("SELECT count(*) FROM v_orders").scalar() == 1
+
+
+def test_head_revision_read_from_the_scripts_is_alembics() -> None:
+    """Start-up reads the newest revision from the scripts' text, not through Alembic (issue
+    16): the two must agree, or a pending revision would never be applied."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from worker.warehouse import migrate
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate._MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    assert head_revision() is not None
