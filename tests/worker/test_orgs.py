@@ -22,7 +22,7 @@ from worker.source.resources import REGISTRY
 from worker.sync.run import sync_resources
 from worker.warehouse import connect
 from worker.warehouse.migrate import VERSION_TABLE, upgrade
-from worker.warehouse.schema import resource_tables
+from worker.warehouse.schema import child_tables, resource_tables
 
 RESOURCES = ["customers", "orders"]
 # org-a and org-b share a seed: the same ids in both, which must not collide in the warehouse.
@@ -111,9 +111,17 @@ def test_orgs_are_listed_paused_resumed_and_removed(sqlite_url: str, tmp_path: P
 
 
 def _pre_org_layout(engine: Engine) -> None:
-    """Turn the warehouse back into the layout before issue 15: resource tables keyed by id
-    alone, no pause column, Alembic at 0005_quarantine; the rows are kept."""
+    """Turn the warehouse back into the layout before this wave's tables (the last release):
+    resource tables keyed by id alone, no views, child tables or drift tables, no pause column,
+    Alembic at 0005_quarantine; the rows are kept."""
     with engine.begin() as conn:
+        for name in sa.inspect(conn).get_view_names():
+            if name.startswith("v_"):
+                conn.exec_driver_sql(f'DROP VIEW "{name}"')
+        for table in [t for declared in child_tables.values() for _, t in declared]:
+            conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+        conn.exec_driver_sql("DROP TABLE rrsync_drift")
+        conn.exec_driver_sql("DROP TABLE rrsync_fields")
         for table in resource_tables.values():
             kept = [c for c in table.columns if c.name != "org"]
             rows = conn.execute(sa.select(*kept)).mappings().all()
@@ -146,7 +154,7 @@ def test_a_single_org_warehouse_upgrades_and_keeps_syncing(
         assert primary_key["constrained_columns"] == ["org", "id"]
         assert len(warehouse_rows(world.engine, "orders", "acme")) == 80
         world.sim.mutate(30)
-        store = CredentialStore(world.settings, connect(world.settings.database_url))
+        store = CredentialStore(world.settings, connect(world.settings.warehouse_url))
         _sync(store, world.settings, world.engine)
         for resource in RESOURCES:
             assert_matches_source(world, resource)
