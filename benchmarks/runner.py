@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.contenders import table_of
 from benchmarks.databases import Warehouse, fresh_warehouse
 from benchmarks.measure import cpu_seconds_of, run_measured
-from benchmarks.simulators import ROOT, RunningSimulator, access_token, counters
+from benchmarks.simulators import ROOT, RunningSimulator, access_token, counters, mutate
 from config.settings import load_settings
 from worker.credentials.bootstrap import bootstrap
 from worker.warehouse import connect
@@ -174,6 +174,48 @@ def run_incremental(ctx: RunContext, sim: RunningSimulator, kind: str,
             for resource in resources}
 
 
+@dataclass(frozen=True, slots=True)
+class SyncFigures:
+    """One rosesync run of a profile run (issue 12): its kind, time and API requests."""
+
+    run: str  # full | incremental (changes) | incremental (nothing changed)
+    records: int  # records the runs stored (rrsync_runs)
+    seconds: float  # the sync itself, timed in the child after its imports
+    requests: int  # API requests the simulator counted
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def run_profile(ctx: RunContext, sim: RunningSimulator, kind: str, resources: tuple[str, ...],
+                changes: int) -> list[SyncFigures]:
+    """A full sync, an incremental one after ``changes`` records changed at the source (updated,
+    created and deleted, the simulator's live mutation), then one with nothing changed: the
+    figures issue 12 asks per API profile. Each run's warehouse is checked against the source."""
+    label = f"profile-{sim.dataset.profile}-{uuid.uuid4().hex[:6]}"
+    contender = [sys.executable, "-m", "benchmarks.rosesync_contender",
+                 "--resources", ",".join(resources)]
+    figures = []
+    with fresh_warehouse(kind, ctx.run_dir, label, ctx.postgres) as warehouse:
+        env = _rosesync_env(ctx, sim, warehouse)
+        _bootstrap(env)
+        for run, extra in (("full", []), ("incremental (changes)", ["--incremental"]),
+                           ("incremental (nothing changed)", ["--incremental"])):
+            if run == "incremental (changes)":
+                for resource in resources:
+                    share = max(1, changes * sim.dataset.count(resource) // sim.dataset.total)
+                    mutate(sim, share, resource)
+            counters(sim, reset=True)
+            before = warehouse.scalar("SELECT coalesce(sum(records), 0) FROM rrsync_runs")
+            measured = run_measured([*contender, *extra], env, ROOT, ctx.run_dir,
+                                    f"{label}-{run.split()[0]}", ctx.timeout)
+            stored = warehouse.scalar("SELECT coalesce(sum(records), 0) FROM rrsync_runs")
+            figures.append(SyncFigures(run, stored - before, measured.sync_seconds,
+                                       int(counters(sim)["api_requests"])))
+    return figures
+
+
 def _verify(
     warehouse: Warehouse, contender: str, sim: RunningSimulator, resources: tuple[str, ...]
 ) -> int:
@@ -216,7 +258,7 @@ def _bootstrap(env: dict[str, str]) -> None:
     """Store rosesync's credential in the fresh warehouse, as `rosesync bootstrap` would (this also
     creates rosesync's tables, so the measured run starts from a migrated, empty warehouse)."""
     settings = load_settings(environ=env, dotenv_path=None)
-    engine = connect(settings.database_url)
+    engine = connect(settings.warehouse_url)
     try:
         bootstrap(settings, engine, announce=_visit_later, timeout=60)
     finally:

@@ -15,6 +15,9 @@
   concurrency rosesync settled on.
 - ``incremental`` (issue 16): requests per resource of an incremental sync when nothing
   changed, on each profile.
+- ``profiles`` (issue 12): per API profile (extended: keyset paging; documented: sweeps, 50 a
+  page; documented with 100 ms a request), records/s and requests of a full sync, of an
+  incremental one after 1% of the records changed, and of one with nothing changed.
 
 With ``repeat`` > 1 the contenders take turns (so drift hits them all alike) and the run with
 the median records/s stands for each contender; every run is kept in the JSON output.
@@ -35,6 +38,7 @@ from benchmarks.runner import (
     RunContext,
     run_contender,
     run_incremental,
+    run_profile,
     run_startup,
 )
 from benchmarks.simulators import Dataset, RunningSimulator, running_simulator
@@ -292,6 +296,41 @@ def incremental(ctx: RunContext, plan: Plan) -> Outcome:
     return outcome
 
 
+PROFILE_CHANGES = 0.01  # the share of records changed before the incremental run
+PROFILE_SLOW_SHARE = 5  # the 100 ms row syncs a fifth of the dataset (a full sweep is slow)
+
+
+def profiles(ctx: RunContext, plan: Plan) -> Outcome:
+    """Issue 12's figures per profile; reported, not judged (issue 7's bar is `throughput`)."""
+    outcome = Outcome("profiles")
+    cases = (
+        ("extended", Dataset(plan.orders, plan.customers)),
+        ("documented", Dataset(plan.orders, plan.customers, profile="documented")),
+        ("documented, 100 ms", Dataset(plan.orders // PROFILE_SLOW_SHARE,
+                                       plan.customers // PROFILE_SLOW_SHARE,
+                                       latency=LATENCY_SECONDS, profile="documented")),
+    )
+    for name, dataset in cases:
+        with running_simulator(dataset, ctx.run_dir) as sim:
+            outcome.started(sim)
+            changes = max(1, int(dataset.total * PROFILE_CHANGES))
+            figures = run_profile(ctx, sim, "sqlite", RESOURCES, changes)
+        outcome.figures[name] = [
+            {"run": f.run, "records": f.records, "seconds": round(f.seconds, 2),
+             "records_per_second": round(f.records_per_second), "requests": f.requests}
+            for f in figures
+        ]
+        for f in figures:
+            print(f"  profiles / {name} / {f.run}: {f.records:,} records in {f.seconds:.2f} s "
+                  f"({f.records_per_second:,.0f}/s), {f.requests} requests",
+                  file=sys.stderr, flush=True)
+            outcome.checks.append(Check(
+                f"{name} profile, {f.run}, {dataset.total:,} records at the source (reported)",
+                f"{f.records:,} records stored, {f.records_per_second:,.0f} records/s, "
+                f"{f.requests} requests", None))
+    return outcome
+
+
 SCENARIOS: dict[str, Callable[[RunContext, Plan], Outcome]] = {
     "startup": startup,
     "throughput": throughput,
@@ -299,5 +338,6 @@ SCENARIOS: dict[str, Callable[[RunContext, Plan], Outcome]] = {
     "latency": latency,
     "slowapi": slowapi,
     "incremental": incremental,
+    "profiles": profiles,
     "memory": memory,
 }

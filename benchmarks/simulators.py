@@ -48,6 +48,10 @@ class Dataset:
     def pages(self, resource: str) -> int:
         return math.ceil(self.count(resource) / self.page_size)
 
+    @property
+    def total(self) -> int:
+        return self.orders + self.customers
+
 
 @dataclass(frozen=True, slots=True)
 class RunningSimulator:
@@ -130,6 +134,14 @@ def counters(sim: RunningSimulator, reset: bool = False) -> dict[str, Any]:
     answer.raise_for_status()
     found: dict[str, Any] = answer.json()
     return found
+
+
+def mutate(sim: RunningSimulator, count: int, resource: str) -> None:
+    """Change ``count`` records of ``resource`` at the source (updates, inserts and deletes,
+    worker/simulator/mutation.py), as the business does between two syncs."""
+    answer = requests.post(f"{sim.url}/_admin/mutate",
+                           json={"count": count, "resource": resource}, timeout=60)
+    answer.raise_for_status()
 
 
 def access_token(sim: RunningSimulator) -> str:
