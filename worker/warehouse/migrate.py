@@ -40,6 +40,14 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+def _column_names(conn: sa.Connection, inspector: sa.Inspector, table: str) -> set[str]:
+    if conn.dialect.name == "duckdb":
+        # duckdb-engine's inspector asks PostgreSQL's catalog for collations DuckDB lacks
+        query = sa.text("SELECT column_name FROM information_schema.columns WHERE table_name = :t")
+        return set(conn.execute(query, {"t": table}).scalars())
+    return {c["name"] for c in inspector.get_columns(table)}
+
+
 def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object] | None]]:
     """What the registry wants that the database lacks: (table, None) for a whole table."""
     inspector = sa.inspect(conn)
@@ -49,7 +57,7 @@ def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object
         if table.name not in existing:
             gaps.append((table, None))
             continue
-        have = {c["name"] for c in inspector.get_columns(table.name)}
+        have = _column_names(conn, inspector, table.name)
         gaps.extend((table, column) for column in table.columns if column.name not in have)
     return gaps
 

@@ -8,7 +8,8 @@ formatting a datetime.
 
 On PostgreSQL the rows travel by binary COPY (warehouse/load.py), so each value is the Python
 type of its column's binary format (:data:`POSTGRES_TYPES`): datetimes, ``Decimal`` for
-numeric, and ``data`` as the record's JSON text, which goes to the server as it came.
+numeric, and ``data`` as the record's JSON text, which goes to the server as it came. DuckDB's
+rows are the same values (``native``), bound column by column as lists (:data:`DUCKDB_TYPES`).
 
 A value that does not fit its column's type (including its range: a bigint, NUMERIC(18, 4))
 becomes NULL, the raw record being kept in ``data``, and is reported once per column and run;
@@ -158,21 +159,35 @@ POSTGRES_TYPES: dict[ColumnType, str] = {
 """Each column type's PostgreSQL type, which binary COPY must be told (it applies no casts);
 a test checks them against the tables as created."""
 
+DUCKDB_TYPES: dict[ColumnType, str] = {
+    "text": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "integer": "BIGINT",
+    "numeric": "DECIMAL(18, 4)",
+    "timestamp": "TIMESTAMPTZ",
+}
+"""Each column type's DuckDB type: the type of the list DuckDB's bulk path binds for it."""
+
 
 class RowBuilder:
     """Builds the driver's row tuples for one resource and dialect, in ``columns`` order:
-    id, the typed columns, data, updated_at, synced_at, deleted_at."""
+    id, the typed columns, data, updated_at, synced_at, deleted_at.
 
-    def __init__(self, resource: Resource, postgres: bool) -> None:
+    ``native`` (default: ``postgres``): Python datetimes and decimals rather than SQLite's
+    text; DuckDB takes them too, without PostgreSQL's ``\u0000`` limit."""
+
+    def __init__(self, resource: Resource, postgres: bool, native: bool | None = None) -> None:
         self.resource = resource
-        converters = _POSTGRES if postgres else _SQLITE
-        self._time: Convert = postgres_time if postgres else _sqlite_checked  # cursor field
-        self._stamp: Callable[[datetime], Any] = _unchanged if postgres else sqlite_timestamp
+        native = postgres if native is None else native
+        converters = _POSTGRES if native else _SQLITE
+        self._time: Convert = postgres_time if native else _sqlite_checked  # cursor field
+        self._stamp: Callable[[datetime], Any] = _unchanged if native else sqlite_timestamp
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
         ]
         self._reported: set[str] = set()
         self._postgres = postgres
+        self._native = native
 
     @property
     def columns(self) -> list[str]:
@@ -185,10 +200,16 @@ class RowBuilder:
         typed = [POSTGRES_TYPES[c.type] for c in self.resource.columns]
         return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz"]
 
+    @property
+    def duckdb_types(self) -> list[str]:
+        """The DuckDB type of each of ``columns``, for its bulk path."""
+        typed = [DUCKDB_TYPES[c.type] for c in self.resource.columns]
+        return ["VARCHAR", *typed, "VARCHAR", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ"]
+
     def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
-        postgres = self._postgres
+        native = self._native
         for record in records:
             problem = record.problem
             # One character, not "\\u": CPython finds a single character with memchr, where a
@@ -209,7 +230,7 @@ class RowBuilder:
                 row.append(value)
             # the decoder has read the cursor field of every record without a problem
             stamp = record.stamp
-            cursor = stamp if stamp is not None and postgres else self._time(record.updated)
+            cursor = stamp if stamp is not None and native else self._time(record.updated)
             row += (record.raw, cursor, synced_value, None)
             rows.append(tuple(row))
         return rows

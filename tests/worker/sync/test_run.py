@@ -59,9 +59,9 @@ def served(world: World) -> list[str]:
 
 
 @pytest.fixture
-def world(database_url: str, api_profile: str, tmp_path: Path) -> Iterator[World]:
+def world(warehouse_url: str, api_profile: str, tmp_path: Path) -> Iterator[World]:
     config = SimulatorConfig(records=300, profile=api_profile)
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as w:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as w:
         yield w
 
 
@@ -115,11 +115,11 @@ def test_typed_columns_and_raw_data(world: World) -> None:
 
 
 def test_cursor_never_passes_run_start_less_skew(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     # Live changes stamp records with the current time: the cursor must stop short of them.
     config = SimulatorConfig(records=100, mutation_per_request=3, profile=api_profile)
-    with make_world(database_url, tmp_path, config, SYNC_CLOCK_SKEW_SECONDS="30") as world:
+    with make_world(warehouse_url, tmp_path, config, SYNC_CLOCK_SKEW_SECONDS="30") as world:
         result = sync(world, "orders")
         assert result.ok
         cursor = result.run.cursor_after
@@ -129,12 +129,12 @@ def test_cursor_never_passes_run_start_less_skew(
 
 @pytest.mark.soak
 def test_live_mutation_then_one_more_incremental_is_exact(
-    database_url: str, api_profile: str, tmp_path: Path, soak_seed: int
+    warehouse_url: str, api_profile: str, tmp_path: Path, soak_seed: int
 ) -> None:
     config = SimulatorConfig(
         records=400, seed=soak_seed, mutation_per_request=3, profile=api_profile
     )
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         for name in ("orders", "customers"):
             assert sync(world, name, full=True).ok
             assert sync(world, name).ok
@@ -147,7 +147,7 @@ def test_live_mutation_then_one_more_incremental_is_exact(
 
 @pytest.mark.soak
 def test_faults_do_not_change_the_result(
-    database_url: str, api_profile: str, tmp_path: Path, soak_seed: int
+    warehouse_url: str, api_profile: str, tmp_path: Path, soak_seed: int
 ) -> None:
     faults = (
         FaultRule(kind="status", status=500, rate=0.04),
@@ -160,7 +160,7 @@ def test_faults_do_not_change_the_result(
         FaultRule(kind="latency", latency=0.005),
     )
     config = SimulatorConfig(records=400, seed=soak_seed, profile=api_profile)
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         world.sim.set_faults(*faults)
         for name in ("orders", "bills"):
             result = sync(world, name, full=True)
@@ -292,11 +292,11 @@ sync_resource(settings, engine, CredentialStore(settings, engine), REGISTRY[sys.
 
 
 def test_kill_9_mid_run_then_rerun_is_exact(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     latency = (FaultRule(kind="latency", latency=0.03),)
     config = SimulatorConfig(records=1500, faults=latency, profile=api_profile)
-    with make_world(database_url, tmp_path, config, SYNC_PAGE_SIZE="50") as world:
+    with make_world(warehouse_url, tmp_path, config, SYNC_PAGE_SIZE="50") as world:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, "orders"],
             env={**os.environ, **world.env},
@@ -454,14 +454,14 @@ def _cursor(world: World, resource: str) -> datetime | None:
 
 
 def test_records_changed_and_deleted_above_the_cursor_are_found(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     """Every order is recent, so the cursor (held back by the clock-skew allowance) stays below
     all of them and counting below it sees nothing; the deletions must still be found, because
     the run listed that window and did not see them (make soak's seeds 8 and 10 found this)."""
     sizes = dict.fromkeys(RESOURCES, 0)
     config = SimulatorConfig(records_by_resource=sizes, seed=3, profile=api_profile)
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         world.sim.mutate(60, resource="orders")
         first = sync(world, "orders")
         assert first.ok and first.run.records == len(world.dump("orders"))
@@ -544,16 +544,16 @@ def _quarantined(world: World) -> dict[str, dict[str, Any]]:
 
 
 def test_poison_records_are_quarantined_and_the_rest_syncs(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     """Issue 13, item 5: 3 poison records among 2,000 orders. The other 1,997 sync, the run
     succeeds, `rosesync status` shows the 3, and the next run fetches them again by id."""
-    postgres = database_url.startswith("postgresql")
+    postgres = warehouse_url.startswith("postgresql")
     kinds = ("nul" if postgres else "number_updated_at", "surrogate", "yesterday")
     config = SimulatorConfig(
         records_by_resource=_only("orders", 2000), poison={"orders": kinds}, profile=api_profile
     )
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         poisoned = world.sim.poisoned("orders")
         result = sync(world, "orders")
         assert result.ok, result.run.error
@@ -633,14 +633,14 @@ def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads
 
 
 def test_more_poison_than_sync_max_quarantine_fails_the_resource(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     kinds = ("no_updated_at", "null_updated_at", "yesterday")
     config = SimulatorConfig(
         records_by_resource=_only("orders", 200), poison={"orders": kinds}, profile=api_profile
     )
     env = {**SMALL_PAGES, "SYNC_MAX_QUARANTINE": "2"}
-    with make_world(database_url, tmp_path, config, **env) as world:
+    with make_world(warehouse_url, tmp_path, config, **env) as world:
         result = sync(world, "orders")
         assert not result.ok and isinstance(result.error, QuarantineFull)
         error = result.run.error or ""
@@ -691,13 +691,13 @@ def test_which_errors_are_a_full_disk(error: Exception, full: bool) -> None:
     assert is_disk_full(sa.exc.OperationalError("COMMIT", {}, error)) is full
 
 
-def test_a_page_holding_only_poison_is_paged_past(database_url: str, tmp_path: Path) -> None:
+def test_a_page_holding_only_poison_is_paged_past(warehouse_url: str, tmp_path: Path) -> None:
     """A poison record has no position to page from: a page holding nothing else (one record a
     page here) is stepped over by offset, not taken for paging that makes no progress."""
     kinds = ("yesterday", "surrogate")
     config = SimulatorConfig(records_by_resource=_only("orders", 30), poison={"orders": kinds})
     pages = {"SYNC_PAGE_SIZE": "1", "SYNC_CONCURRENCY": "1", "SYNC_STRATEGY": "keyset"}
-    with make_world(database_url, tmp_path, config, **pages) as world:
+    with make_world(warehouse_url, tmp_path, config, **pages) as world:
         result = sync(world, "orders")
         assert result.ok, result.run.error
         assert set(_quarantined(world)) == set(world.sim.poisoned("orders"))
