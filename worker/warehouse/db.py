@@ -16,6 +16,7 @@ engine is built in duck.py.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -177,11 +179,14 @@ _DISK_FULL = "53100"
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """SQLite's "database or disk is full" (SQLITE_FULL, also a PRAGMA max_page_count reached)
-    or PostgreSQL's disk_full, raw from the driver or wrapped by SQLAlchemy."""
+    """SQLite's "database or disk is full" (SQLITE_FULL, also a PRAGMA max_page_count reached),
+    PostgreSQL's disk_full or DuckDB's failed write (ENOSPC), raw from the driver or wrapped by
+    SQLAlchemy."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(orig, sqlite3.Error):
         return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    if isinstance(orig, duckdb.IOException):
+        return os.strerror(errno.ENOSPC) in str(orig)
     return isinstance(orig, psycopg.Error) and orig.sqlstate == _DISK_FULL
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 import psycopg
 import pytest
@@ -632,6 +633,43 @@ def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads
         assert_matches_source(world, "orders")
 
 
+def test_a_record_duckdb_refuses_is_found_without_savepoints(
+    duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB has no triggers to refuse a record with, nor savepoints to split a batch in
+    (worker/warehouse/load.py probes each half in a transaction of its own): one row's
+    ``updated_at`` is made a value DuckDB cannot cast. It is quarantined, the other 299 commit,
+    and once it loads the quarantine is empty."""
+    from worker.warehouse.rows import RowBuilder
+
+    config = SimulatorConfig(records_by_resource=_only("orders", 300))
+    with make_world(duckdb_url, tmp_path, config, **SMALL_PAGES) as world:
+        refused = world.dump("orders")[123]["id"]
+        real_rows = RowBuilder.rows
+
+        def spoiled(self: RowBuilder, *args: Any) -> list[Any]:
+            built = real_rows(self, *args)
+            spot = self.columns.index("updated_at")
+            return [
+                (*row[:spot], "not a time", *row[spot + 1 :]) if row[0] == refused else row
+                for row in built
+            ]
+
+        monkeypatch.setattr(RowBuilder, "rows", spoiled)
+        result = sync(world, "orders")
+        assert result.ok, result.run.error
+        rows = warehouse_rows(world.engine, "orders")
+        assert len(rows) == 299 and refused not in rows
+        (held,) = _quarantined(world).values()
+        assert held["record_id"] == refused
+        assert str(held["reason"]).startswith("the database refused it: ")
+        assert "not a time" in str(held["reason"]) and "\n" not in str(held["reason"])
+        monkeypatch.undo()
+        assert sync(world, "orders").ok
+        assert _quarantined(world) == {}
+        assert_matches_source(world, "orders")
+
+
 def test_more_poison_than_sync_max_quarantine_fails_the_resource(
     warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
@@ -684,6 +722,8 @@ def test_a_full_disk_is_reported_as_one_and_is_transient(
         (psycopg.errors.DiskFull('could not extend file "base/1/2": No space left'), True),
         (psycopg.errors.OutOfMemory("out of memory"), False),
         (sqlite3.OperationalError("database is locked"), False),
+        (duckdb.IOException('Could not write file "w.duckdb": No space left on device'), True),
+        (duckdb.IOException('Could not set lock on file "w.duckdb": Conflicting lock'), False),
     ],
 )
 def test_which_errors_are_a_full_disk(error: Exception, full: bool) -> None:
@@ -702,3 +742,62 @@ def test_a_page_holding_only_poison_is_paged_past(warehouse_url: str, tmp_path: 
         assert result.ok, result.run.error
         assert set(_quarantined(world)) == set(world.sim.poisoned("orders"))
         assert len(warehouse_rows(world.engine, "orders")) == 28
+
+
+def test_status_runs_in_another_process_while_a_sync_writes_to_duckdb(
+    duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14, item 5: DuckDB lets one process at a time open its file, and rosesync's
+    processes share it (worker/warehouse/duck.py). `rosesync status` runs over and over in
+    processes of its own while this one syncs: every one succeeds, one of them (the sync waits
+    for it after its first batch) sees the rows half loaded, and the sync ends exact."""
+    import json
+    import threading
+
+    monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 100)  # many batches, many commits
+    latency = (FaultRule(kind="latency", latency=0.02),)
+    config = SimulatorConfig(records_by_resource=_only("orders", 1200), faults=latency)
+    pages = {"SYNC_PAGE_SIZE": "50", "SYNC_CONCURRENCY": "2"}
+    with make_world(duckdb_url, tmp_path, config, **pages) as world:
+        syncing = threading.Event()
+        done = threading.Event()
+        mid_sync = threading.Event()
+        seen: list[int] = []
+        failures: list[str] = []
+
+        def status_loop() -> None:
+            syncing.wait(timeout=120)
+            while not done.is_set():
+                shown = _rosesync(world, tmp_path, "status", "--json")
+                if shown.returncode != 0:
+                    failures.append(shown.stderr)
+                    continue
+                report = json.loads(shown.stdout)
+                rows = {r["resource"]: r["rows"] for r in report["resources"]}["orders"]
+                seen.append(rows)
+                if 0 < rows < 1200:
+                    mid_sync.set()
+
+        def progress(_name: str, records: int, _total: int | None) -> None:
+            syncing.set()
+            if records < 1200:
+                mid_sync.wait(timeout=120)  # the first batch waits for a status to read it
+
+        looping = threading.Thread(target=status_loop)
+        looping.start()
+        try:
+            result = sync_resource(
+                world.settings,
+                world.engine,
+                world.store,
+                REGISTRY["orders"],
+                full=True,
+                progress=progress,
+            )
+        finally:
+            done.set()
+            looping.join(timeout=180)
+        assert failures == []
+        assert result.ok, result.run.error
+        assert mid_sync.is_set() and any(0 < rows < 1200 for rows in seen), seen
+        assert_matches_source(world, "orders")
