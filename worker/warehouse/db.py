@@ -204,6 +204,18 @@ def is_postgres(bind: Engine | sa.Connection) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def column_names(conn: sa.Connection, table: str) -> list[str]:
+    """The columns of a table or view, in order."""
+    if conn.dialect.name == "duckdb":
+        # duckdb-engine's inspector asks PostgreSQL's catalog for collations DuckDB lacks
+        query = sa.text(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = :t "
+            "ORDER BY ordinal_position"
+        )
+        return list(conn.execute(query, {"t": table}).scalars())
+    return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+
+
 def upsert(bind: Engine | sa.Connection) -> Callable[[sa.Table], Any]:
     """The dialect's ``insert`` that has ``on_conflict_do_update``: DuckDB speaks PostgreSQL's
     (its SQLAlchemy dialect derives from it), SQLite its own."""

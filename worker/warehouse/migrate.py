@@ -23,7 +23,7 @@ from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from worker.warehouse.db import is_postgres
+from worker.warehouse.db import column_names, is_postgres
 from worker.warehouse.schema import resource_tables
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
@@ -40,14 +40,6 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def _column_names(conn: sa.Connection, inspector: sa.Inspector, table: str) -> set[str]:
-    if conn.dialect.name == "duckdb":
-        # duckdb-engine's inspector asks PostgreSQL's catalog for collations DuckDB lacks
-        query = sa.text("SELECT column_name FROM information_schema.columns WHERE table_name = :t")
-        return set(conn.execute(query, {"t": table}).scalars())
-    return {c["name"] for c in inspector.get_columns(table)}
-
-
 def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object] | None]]:
     """What the registry wants that the database lacks: (table, None) for a whole table."""
     inspector = sa.inspect(conn)
@@ -57,7 +49,7 @@ def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object
         if table.name not in existing:
             gaps.append((table, None))
             continue
-        have = _column_names(conn, inspector, table.name)
+        have = set(column_names(conn, table.name))
         gaps.extend((table, column) for column in table.columns if column.name not in have)
     return gaps
 
