@@ -1,4 +1,4 @@
-"""rosesync's benchmark suite (issue 7): ``make bench`` or ``python -m benchmarks --help``.
+"""rosesync's benchmark suite (issues 7 and 16): ``make bench`` or ``python -m benchmarks --help``.
 
 A simulator with a static dataset runs in its own process; each contender (a naive loader, the
 simple loader, rosesync) runs in a process of its own against a fresh warehouse, so that wall

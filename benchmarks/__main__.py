@@ -43,7 +43,7 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="rosesync against a naive and a simple loader, side by side (issue 7).")
+        description="rosesync against a naive and a simple loader, side by side (issues 7, 16).")
     parser.add_argument("--orders", type=int, help=f"default {DEFAULT_SIZES[0]:,} "
                         f"({QUICK_SIZES[0]:,} with --quick)")
     parser.add_argument("--customers", type=int, help=f"default {DEFAULT_SIZES[1]:,} "

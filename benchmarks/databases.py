@@ -70,9 +70,13 @@ def fresh_warehouse(kind: str, run_dir: Path, label: str, postgres: str) -> Iter
     with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
         try:
-            url = f"{postgres}?options=-csearch_path%3D{schema}"
-            yield Warehouse(kind, url, url.replace("postgresql://", "postgresql+psycopg://", 1))
+            # rosesync's own tables in a fresh schema too (ROSESYNC_SCHEMA, issue 14), which
+            # the search path names second so that ``scalar`` reads rrsync_runs
+            url = f"{postgres}?options=-csearch_path%3D{schema}%2C{schema}_own"
+            ours = url.replace("postgresql://", "postgresql+psycopg://", 1)
+            yield Warehouse(kind, url, f"{ours}&rrsync_own={schema}_own")
         finally:
+            admin.execute(f"DROP SCHEMA IF EXISTS {schema}_own CASCADE")
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 

@@ -27,7 +27,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ class Measured:
     process: ProcessUsage
     sync_seconds: float
     sync_cpu_seconds: float
-    peak_rss_mb: float  # the child's own high-water mark of resident memory
+    peak_rss_mb: float | None  # the child's own high-water mark (None: a child that cannot say)
+    extra: dict[str, Any] = field(default_factory=dict)  # whatever else the child reported
 
 
 class ContenderFailed(RuntimeError):
@@ -61,11 +62,14 @@ def run_measured(
     log_dir: Path,
     label: str,
     timeout: float,
+    reports: bool = True,
 ) -> Measured:
     """Run ``argv`` to completion and measure it.
 
     stdout and stderr go to files (a pipe could fill up and stall the child while we sit in
-    wait4); a timer kills a child that runs longer than ``timeout`` seconds.
+    wait4); a timer kills a child that runs longer than ``timeout`` seconds. ``reports=False``:
+    a child that prints no report of its own (the real `rosesync` command, issue 16), whose
+    figures are then the whole process's, and whose peak RSS is not known.
     """
     out_path, err_path = log_dir / f"{label}.out", log_dir / f"{label}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -85,14 +89,18 @@ def run_measured(
         raise ContenderFailed(
             f"{label} {reason} with exit code {child.returncode}:\n{_tail(err_path)}"
         )
+    process = ProcessUsage(wall_seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime)
+    if not reports:
+        return Measured(process, wall, process.cpu_seconds, None)
     report = _last_json_line(out_path)
     if report is None:
         raise ContenderFailed(f"{label} printed no report:\n{_tail(err_path)}")
     return Measured(
-        ProcessUsage(wall_seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime),
-        sync_seconds=float(report["seconds"]),
-        sync_cpu_seconds=float(report["cpu_seconds"]),
-        peak_rss_mb=float(report["peak_rss_mb"]),
+        process,
+        sync_seconds=float(report.pop("seconds")),
+        sync_cpu_seconds=float(report.pop("cpu_seconds")),
+        peak_rss_mb=float(report.pop("peak_rss_mb")),
+        extra=report,
     )
 
 
@@ -121,13 +129,14 @@ def _peak_rss_mb_self() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status: peak RSS is measured on Linux only")
 
 
-def report_phase(work: Callable[[], None]) -> None:
+def report_phase(work: Callable[[], dict[str, Any] | None]) -> None:
     """Child side: run the measured part and print its wall and CPU seconds, and the process's
-    peak RSS so far (start-up included, as the operating system sees it), as JSON."""
+    peak RSS so far (start-up included, as the operating system sees it), as JSON, with what
+    ``work`` returned (rosesync: the concurrency it settled on)."""
     cpu_before, started = _cpu_self(), time.perf_counter()
-    work()
+    extra = work() or {}
     seconds, cpu = time.perf_counter() - started, _cpu_self() - cpu_before
-    report = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": _peak_rss_mb_self()}
+    report = {**extra, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": _peak_rss_mb_self()}
     print(json.dumps(report), flush=True)
 
 

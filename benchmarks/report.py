@@ -82,12 +82,14 @@ def markdown(outcomes: Sequence[Outcome], facts: dict[str, str]) -> str:
     for outcome in outcomes:
         for r in outcome.rows:
             sim_cpu = "n/a" if r.simulator_cpu_seconds is None else f"{r.simulator_cpu_seconds:.2f}"
+            peak = "n/a" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}"
             lines.append(
                 f"| {r.scenario} | {r.database} | {r.contender} | {r.records:,} "
                 f"| {r.records_per_second:,.0f} | {r.sync_seconds:.2f} | {r.sync_cpu_seconds:.2f} "
-                f"| {r.peak_rss_mb:.0f} | {r.process_seconds:.2f} | {sim_cpu} |"
+                f"| {peak} | {r.process_seconds:.2f} | {sim_cpu} |"
             )
-    lines += ["", "## Targets (issue 7)", "", "| target | measured | result |", "|---|---|---|"]
+    lines += ["", "## Targets (issues 7 and 16)", "", "| target | measured | result |",
+              "|---|---|---|"]
     for outcome in outcomes:
         for check in outcome.checks:
             verdict = {True: "PASS", False: "FAIL", None: "n/a"}[check.passed]
@@ -97,8 +99,8 @@ def markdown(outcomes: Sequence[Outcome], facts: dict[str, str]) -> str:
         for sim in outcome.simulators:
             lines.append(
                 f"- {outcome.scenario}: {sim['orders']:,} orders + {sim['customers']:,} "
-                f"customers, {sim['latency_seconds']:g} s latency; ready in "
-                f"{sim['startup_seconds']:.1f} s"
+                f"customers, {sim['profile']} profile, {sim['latency_seconds']:g} s latency; "
+                f"ready in {sim['startup_seconds']:.1f} s"
             )
     return "\n".join(lines) + "\n"
 
@@ -114,6 +116,7 @@ def save(path: Path, outcomes: Sequence[Outcome], facts: dict[str, str],
                 "simulators": o.simulators,
                 "representative": [r.as_dict() for r in o.rows],
                 "runs": [r.as_dict() for r in o.runs],
+                "figures": o.figures,
                 "checks": [{"target": c.target, "measured": c.measured, "passed": c.passed}
                            for c in o.checks],
             }

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.rosesync_contender --resources orders,customers``. Settings come from the
 environment exactly as in production (DATABASE_URL, ROSEROCKET_*, TOKEN_KEY_FILE; every other
-setting at its default: SYNC_CONCURRENCY, page size 200), and the credential is
+setting at its default: SYNC_CONCURRENCY and SYNC_MAX_CONCURRENCY, page size), and the credential is
 the one the harness bootstrapped into the database beforehand. No ``.env`` is read: a developer's
 local settings must not change the figures.
 
@@ -17,29 +17,41 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from benchmarks.measure import report_phase
 from config.settings import load_settings
 from worker.credentials.store import CredentialStore
 from worker.sync.run import sync_resource
-from worker.warehouse import connect
+from worker.warehouse import children, connect
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run rosesync's full sync of some resources.")
     parser.add_argument("--resources", default="orders,customers")
+    parser.add_argument(
+        "--no-children", action="store_true", help="leave the child tables empty (issue 14)"
+    )
+    parser.add_argument("--incremental", action="store_true",
+                        help="an incremental sync instead of a full one (issue 16, target 4)")
     args = parser.parse_args(argv)
+    if args.no_children:  # what the sync costs without them: the price of child tables
+        children.child_tables = {name: () for name in children.child_tables}
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     settings = load_settings(dotenv_path=None)
-    engine = connect(settings.database_url)
+    engine = connect(settings.warehouse_url)
     tokens = CredentialStore(settings, engine)
     resources = [settings.registry[name] for name in args.resources.split(",")]
 
-    def sync_all() -> None:
+    def sync_all() -> dict[str, Any]:
+        settled: dict[str, int] = {}  # requests in flight each resource settled on (issue 16)
         for resource in resources:
-            result = sync_resource(settings, engine, tokens, resource, full=True)
+            result = sync_resource(settings, engine, tokens, resource, full=not args.incremental)
             if not result.ok:
                 raise SystemExit(f"{resource.name}: run {result.run.status}: {result.run.error}")
+            if result.concurrency is not None:
+                settled[resource.name] = result.concurrency.settled
+        return {"concurrency": settled}
 
     report_phase(sync_all)
     engine.dispose()

@@ -23,6 +23,8 @@ def config_from(argv: Sequence[str] | None = None) -> SimulatorConfig:
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds added to every API request")
+    parser.add_argument("--profile", default="extended",
+                        help="extended (200 a page, keyset filters) or documented (50 a page)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--redirect-uri", required=True)
     parser.add_argument("--access-ttl", type=float, default=86400.0,
@@ -36,6 +38,7 @@ def config_from(argv: Sequence[str] | None = None) -> SimulatorConfig:
         records=0,
         records_by_resource=sizes,
         seed=args.seed,
+        profile=args.profile,
         redirect_uri=args.redirect_uri,
         consent="approve",
         access_ttl=args.access_ttl,

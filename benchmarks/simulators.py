@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -24,6 +25,7 @@ from worker.simulator import SimulatorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = 200  # the v1 API's maximum, and what every contender asks for
+DOCUMENTED_PAGE_SIZE = 50  # the documented profile's maximum (issue 16)
 _CLIENT = SimulatorConfig()  # the simulator's one registered client: its defaults
 
 
@@ -34,12 +36,21 @@ class Dataset:
     orders: int
     customers: int
     latency: float = 0.0  # seconds added to every API request
+    profile: str = "extended"  # the simulator's API profile (worker/simulator/config.py)
+
+    @property
+    def page_size(self) -> int:
+        return DOCUMENTED_PAGE_SIZE if self.profile == "documented" else PAGE_SIZE
 
     def count(self, resource: str) -> int:
         return {"orders": self.orders, "customers": self.customers}[resource]
 
     def pages(self, resource: str) -> int:
-        return math.ceil(self.count(resource) / PAGE_SIZE)
+        return math.ceil(self.count(resource) / self.page_size)
+
+    @property
+    def total(self) -> int:
+        return self.orders + self.customers
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +87,10 @@ def running_simulator(
         sys.executable, "-m", "benchmarks.simulator_process", "--port", str(port),
         "--orders", str(dataset.orders), "--customers", str(dataset.customers),
         "--latency", str(dataset.latency), "--redirect-uri", redirect_uri,
+        "--profile", dataset.profile,
     ]
-    label = f"simulator-{dataset.orders}-{dataset.customers}-{dataset.latency:g}"
+    label = (f"simulator-{dataset.profile}-{dataset.orders}-{dataset.customers}-"
+             f"{dataset.latency:g}")
     with (log_dir / f"{label}.log").open("wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -110,6 +123,25 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, timeout: float) 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"the simulator did not answer on port {port} within {timeout:g} s")
+
+
+def counters(sim: RunningSimulator, reset: bool = False) -> dict[str, Any]:
+    """The simulator's counters (worker/simulator/counters.py); ``reset``: zero them instead."""
+    if reset:
+        requests.post(f"{sim.url}/_admin/reset-counters", timeout=30).raise_for_status()
+        return {}
+    answer = requests.get(f"{sim.url}/_admin/counters", timeout=30)
+    answer.raise_for_status()
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def mutate(sim: RunningSimulator, count: int, resource: str) -> None:
+    """Change ``count`` records of ``resource`` at the source (updates, inserts and deletes,
+    worker/simulator/mutation.py), as the business does between two syncs."""
+    answer = requests.post(f"{sim.url}/_admin/mutate",
+                           json={"count": count, "resource": resource}, timeout=60)
+    answer.raise_for_status()
 
 
 def access_token(sim: RunningSimulator) -> str:

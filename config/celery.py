@@ -21,12 +21,39 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.schedules import crontab
 
 from config.schedule import BEAT_LOOP_SECONDS, celery_schedule, period_seconds
 from config.settings import VAR, Settings, get_settings
-from worker.ops.presence import PresenceStep
+from worker.ops.presence import WorkerHeartbeat
+from worker.warehouse.db import create_engine
+
+
+class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """The worker bootstep that publishes the worker (:func:`make_app` adds it). A bootstep,
+    not the worker_init/worker_shutdown signals: an embedded or cold-stopped worker never sends
+    worker_shutdown, and its heartbeat would outlive it. It lives here, not in
+    worker/ops/presence.py, so that `rosesync status` reads presence without importing Celery
+    (issue 16)."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.heartbeat: WorkerHeartbeat | None = None
+
+    def start(self, worker: Any) -> None:
+        settings = get_settings()
+        # Unpooled: no SQLite connection may be open when the embedded beat (-B) forks.
+        engine = create_engine(settings.warehouse_url, pooled=False)
+        self.heartbeat = WorkerHeartbeat(settings, engine, str(worker.hostname))
+        self.heartbeat.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
+
+    shutdown = terminate = stop
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -44,6 +71,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "options": {"expires": float(settings.refresh_interval_seconds)},
         },
     }
+    if settings.runs_retention_days:  # issue 14, item 6: 0 keeps run history forever
+        entries["prune-runs"] = {
+            "task": "rrsync.prune_runs",
+            "schedule": crontab(minute="41", hour="4"),
+            "options": {"expires": 3600.0},
+        }
     if settings.celery_broker_url.startswith("sqla+"):
         entries["purge-broker"] = {
             "task": "rrsync.purge_broker",

@@ -1,7 +1,12 @@
 """Schedules: parsing SYNC_SCHEDULE, the beat entries' timing, and the next scheduled run.
 
 Pure functions (no Celery app is built here), so that settings validation, ``rosesync status``
-and the beat scheduler can share them without loading anything else.
+and the beat scheduler can share them without loading anything else. Cron fields are expanded
+here, as Celery's ``crontab_parser`` expands them (tests/config/test_schedule.py compares the
+two), rather than by Celery: every command validates SYNC_SCHEDULE when it reads its settings, and
+importing ``celery.schedules`` (with kombu and Celery's app machinery) cost every command about
+50 ms before it did anything (issue 16). Only the beat, which needs Celery anyway, builds a
+``crontab`` (:func:`celery_schedule`).
 
 Accepted forms (issue 17): a 5-field cron line in UTC (``0 2 * * *``), the cron nicknames
 ``@hourly``, ``@daily`` (``@midnight``), ``@weekly``, ``@monthly``, ``@yearly`` (``@annually``),
@@ -14,9 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from celery.schedules import crontab, crontab_parser, schedule
+if TYPE_CHECKING:
+    from celery.schedules import crontab, schedule
 
 # beat wakes at least this often: it renews its leader lease (worker/ops/beat.py)
 BEAT_LOOP_SECONDS = 5
@@ -48,6 +54,28 @@ _EVERY = re.compile(r"^@every\s+(.+)$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
+# Names Celery accepts in any cron field (by their first three letters): months 1-12, weekdays
+# 0-6 from Sunday. A name outside its field's range is refused like a number would be.
+_MONTHS: Final = (
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "oct",
+    "nov",
+    "dec",
+)
+_WEEKDAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NAMES: Final = {
+    **{month: n for n, month in enumerate(_MONTHS, 1)},
+    **{day: n for n, day in enumerate(_WEEKDAYS)},
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
@@ -70,6 +98,47 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _number(text: str, low: int, high: int) -> int:
+    if text.isdigit():
+        number = int(text)
+    elif text.isalpha() and text[:3].lower() in _NAMES:
+        number = _NAMES[text[:3].lower()]
+    else:
+        raise ValueError(text)
+    if not low <= number <= high:
+        raise ValueError(text)
+    return number
+
+
+def field_values(spec: str, low: int, high: int) -> frozenset[int]:
+    """The values one cron field selects, as Celery's ``crontab_parser(high - low + 1, low)``
+    expands them: ``*``, ``n``, ``a-b`` (wrapping past ``high`` when ``b < a``), either with
+    ``/step``, comma-separated; ValueError for anything else."""
+    values: set[int] = set()
+    for part in spec.split(","):
+        base, slash, step_text = part.partition("/")
+        if slash and not (step_text.isdigit() and int(step_text) > 0):
+            raise ValueError(part)
+        if base == "*":
+            span = list(range(low, high + 1))
+        else:
+            first, dash, last = base.partition("-")
+            start = _number(first, low, high)
+            if not dash:
+                if slash:  # Celery has no "n/step"
+                    raise ValueError(part)
+                span = [start]
+            else:
+                end = _number(last, low, high)
+                span = (
+                    list(range(start, end + 1))
+                    if end >= start
+                    else [*range(start, high + 1), *range(low, end + 1)]
+                )
+        values.update(span[:: int(step_text) if slash else 1])
+    return frozenset(values)
+
+
 def parse_schedule(value: str) -> Schedule:
     """A :class:`Schedule`, or ValueError whose text is the expected form (settings.py adds
     the variable's name)."""
@@ -88,8 +157,8 @@ def parse_schedule(value: str) -> Schedule:
         raise ValueError(f"{EXPECTED}; got {len(fields)} field(s)")
     for position, ((name, low, high), field) in enumerate(zip(FIELDS, fields, strict=True), 1):
         try:
-            crontab_parser(high - low + 1, low).parse(field)
-        except (ValueError, IndexError, KeyError):
+            field_values(field, low, high)
+        except ValueError:
             raise ValueError(
                 f"the {name} field (field {position} of 5) within {low}-{high}, "
                 f"in {CRON_FORM}; its value {field!r} is not"
@@ -100,6 +169,8 @@ def parse_schedule(value: str) -> Schedule:
 
 def cron_to_crontab(fields: tuple[str, str, str, str, str]) -> crontab:
     """Cron's field order (minute hour day month weekday) is not crontab()'s positional one."""
+    from celery.schedules import crontab
+
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     return crontab(
         minute=minute,
@@ -111,6 +182,8 @@ def cron_to_crontab(fields: tuple[str, str, str, str, str]) -> crontab:
 
 
 def celery_schedule(entry: Schedule) -> crontab | schedule:
+    from celery.schedules import schedule
+
     if entry.every_seconds is not None:
         return schedule(timedelta(seconds=entry.every_seconds))
     assert entry.cron is not None
@@ -122,20 +195,19 @@ def next_run(entry: Schedule, after: datetime) -> datetime:
     every field, day of month AND day of week, must match)."""
     if entry.every_seconds is not None:
         return after + timedelta(seconds=entry.every_seconds)
-    cron = celery_schedule(entry)
-    assert isinstance(cron, crontab)
+    assert entry.cron is not None
+    minutes, hours, days, months, weekdays = (
+        field_values(spec, low, high)
+        for spec, (_, low, high) in zip(entry.cron, FIELDS, strict=True)
+    )
     moment = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     for _ in range(366 * 24 * 60 * 5):  # leap-day schedules fire within five years
         weekday = (moment.weekday() + 1) % 7  # cron and Celery count from Sunday = 0
-        if (
-            moment.month not in cron.month_of_year
-            or moment.day not in cron.day_of_month
-            or weekday not in cron.day_of_week
-        ):
+        if moment.month not in months or moment.day not in days or weekday not in weekdays:
             moment = moment.replace(hour=0, minute=0) + timedelta(days=1)
-        elif moment.hour not in cron.hour:
+        elif moment.hour not in hours:
             moment = moment.replace(minute=0) + timedelta(hours=1)
-        elif moment.minute not in cron.minute:
+        elif moment.minute not in minutes:
             moment += timedelta(minutes=1)
         else:
             return moment

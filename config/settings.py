@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-from sqlalchemy.engine import make_url
-
 from config.schedule import Schedule, parse_schedule
 from worker.errors import ConfigError
 from worker.logs import register_secret, safe_url
@@ -103,9 +100,18 @@ class Settings:
     token_key_file: Path = VAR / "rrsync.key"
     sync_schedule: Schedule = field(default_factory=lambda: parse_schedule("0 2 * * *"))
     sync_resources: tuple[str, ...] = tuple(resources.REGISTRY)
+    sync_orgs: tuple[str, ...] = ()  # the orgs beat syncs; empty: every stored credential's
+    # Pages a sync task reads before it hands its worker slot to the next task and re-enqueues
+    # itself (issue 15, item 6); 0: a task reads its resource to the end.
+    sync_pages_per_task: int = 0
+    # Requests a second to the API, per org and per client, across every process (issue 15,
+    # item 4); 0: no shared limit.
+    api_rate_limit: float = 0.0
     sync_lookback_seconds: int = 300
     sync_clock_skew_seconds: int = 60
-    sync_concurrency: int = 2  # benchmarks/README.md: more threads only contend for the GIL
+    sync_concurrency: int = 2  # requests in flight per resource at the start of a run
+    # ... and at most, as the run adapts it (worker/source/concurrency.py, issue 16)
+    sync_max_concurrency: int = 8
     # Rose Rocket's documented maximum (issue 12); the probe lowers it to what the API gives.
     sync_page_size: int = 50
     sync_strategy: str = "auto"  # auto | keyset | sweep (worker/source/probe.py)
@@ -113,6 +119,11 @@ class Settings:
     sync_endpoints: Mapping[str, resources.Endpoint] = field(default_factory=dict)
     sync_writers: int = 2  # batches committed at once on PostgreSQL (worker/sync/commits.py)
     sync_max_quarantine: int = 100  # new poison records a run may quarantine (issue 13)
+    runs_retention_days: int = 90  # run history kept (issue 14, item 6); 0 keeps it forever
+    # Where things land on PostgreSQL (issue 14, item 3): the rr_* tables (None: the
+    # connection's default schema) and rosesync's own tables. SQLite keeps one file.
+    warehouse_schema: str | None = None
+    rosesync_schema: str = "rosesync"
     sync_soft_time_limit: int = 3 * 3600
     sync_time_limit: int = 3 * 3600 + 900
     sync_max_retries: int = 3
@@ -156,7 +167,29 @@ class Settings:
             if self.database_url.startswith(embedded):
                 path = Path(self.database_url.removeprefix(embedded).split("?", 1)[0])
                 return f"db+sqlite:///{path.with_name('celery-results.db')}"
-        return "db+" + self.database_url
+        # not rosesync's own query parameters (warehouse_url): the driver would refuse them
+        base, _, query = self.database_url.partition("?")
+        kept = [
+            p for p in query.split("&") if p and not p.startswith(("rrsync_own=", "rrsync_data="))
+        ]
+        return "db+" + base + ("?" + "&".join(kept) if kept else "")
+
+    @property
+    def warehouse_url(self) -> str:
+        """DATABASE_URL with where things land (issue 14, item 3) for ``worker.warehouse``:
+        on PostgreSQL, ``rrsync_own`` and ``rrsync_data`` query parameters that its engine
+        reads and strips (worker/warehouse/db.py), unless the URL carries them already."""
+        if not self.database_url.startswith("postgresql"):
+            return self.database_url
+        extra = []
+        if "rrsync_own=" not in self.database_url:
+            extra.append(f"rrsync_own={self.rosesync_schema}")
+        if self.warehouse_schema and "rrsync_data=" not in self.database_url:
+            extra.append(f"rrsync_data={self.warehouse_schema}")
+        if not extra:
+            return self.database_url
+        joiner = "&" if "?" in self.database_url else "?"
+        return self.database_url + joiner + "&".join(extra)
 
     @property
     def visibility_timeout(self) -> int:
@@ -219,6 +252,13 @@ def _database_url(value: str) -> str:
     for prefix in ("postgres://", "postgresql://"):
         if value.startswith(prefix):
             return "postgresql+psycopg://" + value[len(prefix) :]
+    return value
+
+
+def _schema_name(value: str) -> str:
+    """A PostgreSQL schema name rosesync can quote safely: letters, digits and underscores."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", value):
+        raise ValueError("a schema name: letters, digits and _, not starting with a digit")
     return value
 
 
@@ -297,6 +337,13 @@ def _writers(value: str) -> int:
     return number
 
 
+def _max_concurrency(value: str) -> int:
+    number = _positive_int(value)
+    if number > 64:  # each is a fetcher thread
+        raise ValueError("a whole number from 1 to 64")
+    return number
+
+
 def _positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -329,6 +376,23 @@ def _alert_urls(value: str) -> tuple[Secret, ...]:
             "comma-separated apprise URLs such as json://host/path or slack://token/ (hidden)"
         )
     return tuple(Secret(url) for url in urls)
+
+
+def _org_list(value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not names:
+        raise ValueError("a comma-separated list of org ids (rosesync orgs lists them)")
+    return names
+
+
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a number of requests a second") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("a finite number of requests a second, 0 (no limit) or more")
+    return number
 
 
 def _resource_list(value: str) -> tuple[str, ...]:
@@ -386,15 +450,22 @@ _VARIABLES: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "TOKEN_KEY_FILE": ("token_key_file", lambda v: Path(_text(v))),
     "SYNC_SCHEDULE": ("sync_schedule", parse_schedule),
     "SYNC_RESOURCES": ("sync_resources", _resource_list),
+    "SYNC_ORGS": ("sync_orgs", _org_list),
+    "SYNC_PAGES_PER_TASK": ("sync_pages_per_task", _non_negative_int),
+    "API_RATE_LIMIT": ("api_rate_limit", _rate),
     "SYNC_LOOKBACK_SECONDS": ("sync_lookback_seconds", _non_negative_int),
     "SYNC_CLOCK_SKEW_SECONDS": ("sync_clock_skew_seconds", _non_negative_int),
     "SYNC_CONCURRENCY": ("sync_concurrency", _positive_int),
+    "SYNC_MAX_CONCURRENCY": ("sync_max_concurrency", _max_concurrency),
     "SYNC_PAGE_SIZE": ("sync_page_size", _page_size),
     "SYNC_STRATEGY": ("sync_strategy", _strategy),
     "SYNC_ENDPOINTS": ("sync_endpoints", _endpoints),
     "SYNC_SWEEP_INTERVAL_SECONDS": ("sync_sweep_interval_seconds", _non_negative_int),
     "SYNC_WRITERS": ("sync_writers", _writers),
     "SYNC_MAX_QUARANTINE": ("sync_max_quarantine", _non_negative_int),
+    "RUNS_RETENTION_DAYS": ("runs_retention_days", _non_negative_int),
+    "WAREHOUSE_SCHEMA": ("warehouse_schema", _schema_name),
+    "ROSESYNC_SCHEMA": ("rosesync_schema", _schema_name),
     "SYNC_SOFT_TIME_LIMIT": ("sync_soft_time_limit", _positive_int),
     "SYNC_TIME_LIMIT": ("sync_time_limit", _positive_int),
     "SYNC_MAX_RETRIES": ("sync_max_retries", _non_negative_int),
@@ -471,6 +542,8 @@ def _read(name: str, raw: str, parse: Callable[[str], T]) -> T:
 def _read_dotenv(path: Path) -> dict[str, str]:
     """The .env file's values; an unreadable or non-UTF-8 file is a one-line error (issue 13,
     item 9: it used to be a traceback)."""
+    from dotenv import dotenv_values  # only when there is a .env: start-up time (issue 16)
+
     try:
         values = dotenv_values(path, encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -505,6 +578,9 @@ def _unknown(values: Mapping[str, str], source: str) -> list[UnknownVariable]:
 
 def _with_password(url: str, password: Secret) -> str:
     """DATABASE_URL with DATABASE_PASSWORD filled in, unless the URL has a password itself."""
+    # Imported here: settings are read by every command, SQLAlchemy only needed by most (issue 16).
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.password is not None or url.startswith(("sqlite", "duckdb")):
         return url
@@ -556,6 +632,12 @@ def load_settings(
         raise ConfigError(
             "SYNC_SOFT_TIME_LIMIT: expected fewer seconds than SYNC_TIME_LIMIT "
             f"({settings.sync_time_limit}), got {settings.sync_soft_time_limit}"
+        )
+    if settings.sync_concurrency > settings.sync_max_concurrency:
+        raise ConfigError(
+            "SYNC_CONCURRENCY: expected at most SYNC_MAX_CONCURRENCY "
+            f"({settings.sync_max_concurrency}), got {settings.sync_concurrency}: it is where "
+            "the number of requests in flight starts, and SYNC_MAX_CONCURRENCY its ceiling"
         )
     if settings.visibility_timeout <= settings.sync_time_limit:
         raise ConfigError(

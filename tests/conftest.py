@@ -71,14 +71,17 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh schema in the `test` database, dropped afterwards."""
+    """A fresh pair of schemas in the `test` database, dropped afterwards: the connection's
+    default one for the rr_* tables, and ``<it>_own`` for rosesync's own tables (the URL's
+    ``rrsync_own``, which ROSESYNC_SCHEMA would otherwise set: issue 14, item 3)."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_ADMIN_URL, poolclass=sa.pool.NullPool)
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}&rrsync_own={schema}_own"
     with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema}_own CASCADE")
         conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     admin.dispose()
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from worker.credentials.bootstrap import bootstrap
 from worker.credentials.store import CredentialStore
 from worker.simulator import Simulator, SimulatorConfig
 from worker.simulator.browser import visit_soon
+from worker.source.resources import REGISTRY, Child, Column
 from worker.warehouse import connect
-from worker.warehouse.schema import resource_tables
+from worker.warehouse.schema import child_tables, resource_tables
 
 
 def free_port() -> int:
@@ -49,9 +51,10 @@ class World:
     env: dict[str, str]
     engine: Engine
     store: CredentialStore
+    stores: dict[str, CredentialStore] = field(default_factory=dict)  # per extra org
 
-    def dump(self, resource: str) -> list[dict[str, Any]]:
-        return self.sim.dump(resource)
+    def dump(self, resource: str, org: str | None = None) -> list[dict[str, Any]]:
+        return self.sim.dump(resource, org)
 
 
 def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> dict[str, str]:
@@ -78,8 +81,14 @@ def world_env(sim: Simulator, database_url: str, tmp_path: Path, **env: str) -> 
 
 @contextmanager
 def make_world(
-    database_url: str, tmp_path: Path, sim_config: SimulatorConfig | None = None, **env: str
+    database_url: str,
+    tmp_path: Path,
+    sim_config: SimulatorConfig | None = None,
+    orgs: tuple[str, ...] = (),
+    **env: str,
 ) -> Iterator[World]:
+    """A simulator, settings pointed at it, a warehouse and the settings' credential; and one
+    more credential per org of ``orgs`` (issue 15), each bootstrapped as `bootstrap --org`."""
     config = replace(
         sim_config or SimulatorConfig(records=300),
         consent="approve",
@@ -90,16 +99,25 @@ def make_world(
         settings = load_settings(environ=variables, dotenv_path=None)
         engine = connect(settings.database_url)
         bootstrap(settings, engine, announce=visit_soon, timeout=60)
+        stores = {}
+        for org in orgs:
+            bootstrap(settings, engine, announce=visit_soon, org=org, timeout=60)
+            stores[org] = CredentialStore(settings, engine, org=org)
         try:
-            yield World(sim, settings, variables, engine, CredentialStore(settings, engine))
+            yield World(
+                sim, settings, variables, engine, CredentialStore(settings, engine), stores
+            )
         finally:
             engine.dispose()  # each writer keeps a pooled connection; a soak run makes hundreds
 
 
-def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:
+def warehouse_rows(
+    engine: Engine, resource: str, org: str = "default"
+) -> dict[str, dict[str, Any]]:
+    """One org's rows of ``resource``, by id."""
     table = resource_tables[resource]
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(table)).mappings().all()
+        rows = conn.execute(sa.select(table).where(table.c.org == org)).mappings().all()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
         item = dict(row)
@@ -109,11 +127,12 @@ def warehouse_rows(engine: Engine, resource: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def assert_matches_source(world: World, resource: str) -> None:
+def assert_matches_source(world: World, resource: str, org: str | None = None) -> None:
     """The warehouse's live rows equal the simulator's dump: ids, data and updated_at; every
-    row marked deleted is really gone at the source."""
-    source = {r["id"]: r for r in world.dump(resource)}
-    rows = warehouse_rows(world.engine, resource)
+    row marked deleted is really gone at the source. ``org``: that org's rows and dataset."""
+    source = {r["id"]: r for r in world.dump(resource, org)}
+    org = org or world.settings.credential_name
+    rows = warehouse_rows(world.engine, resource, org)
     live = {k: v for k, v in rows.items() if v["deleted_at"] is None}
     missing = sorted(set(source) - set(live))
     extra = sorted(set(live) - set(source))
@@ -127,6 +146,80 @@ def assert_matches_source(world: World, resource: str) -> None:
         assert row["updated_at"] == parse_timestamp(record["updated_at"])
     resurrected = [k for k, v in rows.items() if v["deleted_at"] is not None and k in source]
     assert not resurrected, f"{resource}: rows marked deleted that exist: {resurrected[:3]}"
+    assert_children_match(world.engine, resource, org, rows)
+
+
+def _expected_value(column: Column, element: Any) -> Any:
+    """What a child table's typed column holds for ``element`` (worker/warehouse/children.py
+    states the rules), computed here in Python to check the SQL that derives it."""
+    value: Any = element
+    for key in column.path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    number = type(value) in (int, float)
+    if column.type == "text":
+        if type(value) is str:
+            return value
+        return json.dumps(value) if number or type(value) is bool else None
+    if column.type == "integer":
+        return value if type(value) is int and abs(value) < 10**18 else None
+    if column.type == "numeric":
+        return float(value) if number and abs(value) < 10**14 else None
+    if column.type == "boolean":
+        return value if type(value) is bool else None
+    if type(value) is str and _API_TIME.fullmatch(value) and not value.startswith("0000"):
+        try:
+            return parse_timestamp(value)
+        except ValueError:  # February 30th
+            return None
+    return None
+
+
+_API_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+
+
+def _expected_children(child: Child, rows: dict[str, dict[str, Any]]) -> dict[Any, Any]:
+    expected: dict[Any, Any] = {}
+    for record_id, row in rows.items():
+        items: Any = row["data"]
+        for key in child.path.split("."):
+            items = items.get(key) if isinstance(items, dict) else None
+        for position, element in enumerate(items if isinstance(items, list) else []):
+            typed = tuple(_expected_value(column, element) for column in child.columns)
+            expected[(record_id, position)] = (typed, element)
+    return expected
+
+
+def assert_children_match(
+    engine: Engine, resource: str, org: str, rows: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Every child table of ``resource`` holds exactly the elements of the org's stored
+    parents' lists (live and soft-deleted parents alike): no element missing, doubled, stale or
+    orphaned, and typed columns as the parent's JSON says (issue 14)."""
+    rows = warehouse_rows(engine, resource, org) if rows is None else rows
+    for child, table in child_tables[resource]:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(table).where(table.c.parent_org == org))
+            stored = stored.mappings().all()
+        actual: dict[Any, Any] = {}
+        for item in stored:
+            typed = tuple(
+                float(item[c.name])
+                if c.type == "numeric" and item[c.name] is not None
+                else item[c.name]
+                for c in child.columns
+            )
+            actual[(item["parent_id"], item["position"])] = (typed, item["data"])
+        expected = _expected_children(child, rows)
+        name = REGISTRY[resource].child_table(child)
+        assert len(actual) == len(stored), f"{name}: a (parent, position) twice"
+        missing = sorted(set(expected) - set(actual))
+        extra = sorted(set(actual) - set(expected))
+        assert not missing and not extra, (
+            f"{name}: {len(missing)} missing (first {missing[:1]}), {len(extra)} extra "
+            f"(first {extra[:1]}) of {len(expected)}"
+        )
+        wrong = [key for key, value in expected.items() if actual[key] != value]
+        assert not wrong, f"{name} {wrong[0]}: {actual[wrong[0]]} != {expected[wrong[0]]}"
 
 
 class Webhook:

@@ -81,7 +81,7 @@ def run_demo(
             },
             dotenv_path=None,
         )
-        engine = connect(settings.database_url)
+        engine = connect(settings.warehouse_url)
         say("bootstrap: authorization code flow through the loopback listener (auto-consent)")
         bootstrap(settings, engine, announce=visit_soon, timeout=60)
         store = CredentialStore(settings, engine)

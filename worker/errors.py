@@ -133,3 +133,8 @@ class LeaseLost(TransientError):
 
 class Interrupted(RoseSyncError):
     """SIGTERM or Ctrl-C arrived; the run stopped at a page boundary."""
+
+
+class Yielded(Interrupted):
+    """A task read its share of pages (SYNC_PAGES_PER_TASK) and makes way for other orgs'
+    tasks; it is enqueued again and resumes from its committed cursor (issue 15, item 6)."""

@@ -86,6 +86,29 @@ def test_postgres_urls_use_psycopg3() -> None:
         assert s.result_backend == "db+postgresql+psycopg://u@h/db"
 
 
+def test_the_warehouse_url_says_where_things_land_on_postgresql() -> None:
+    """issue 14, item 3: own tables in ROSESYNC_SCHEMA (default rosesync), rr_* tables in
+    WAREHOUSE_SCHEMA when set; a URL that says so already wins; SQLite keeps one file."""
+    plain = load_settings(environ={"DATABASE_URL": "postgresql://u@h/db"}, dotenv_path=None)
+    assert plain.warehouse_url == "postgresql+psycopg://u@h/db?rrsync_own=rosesync"
+    both = load_settings(
+        environ={
+            "DATABASE_URL": "postgresql://u@h/db?sslmode=require",
+            "ROSESYNC_SCHEMA": "ops",
+            "WAREHOUSE_SCHEMA": "analytics",
+        },
+        dotenv_path=None,
+    )
+    url = "postgresql+psycopg://u@h/db?sslmode=require&rrsync_own=ops&rrsync_data=analytics"
+    assert both.warehouse_url == url
+    given = load_settings(environ={"DATABASE_URL": url}, dotenv_path=None)
+    assert given.warehouse_url == url
+    # Celery's result backend gets the URL without them: the driver would refuse them
+    assert given.result_backend == "db+postgresql+psycopg://u@h/db?sslmode=require"
+    sqlite = load_settings(environ={"WAREHOUSE_SCHEMA": "analytics"}, dotenv_path=None)
+    assert sqlite.warehouse_url == sqlite.database_url
+
+
 def test_result_backend_follows_the_broker() -> None:
     redis = load_settings(environ={"CELERY_BROKER_URL": "redis://r:6379/0"}, dotenv_path=None)
     assert redis.result_backend == "redis://r:6379/0"
@@ -113,6 +136,8 @@ BAD_VALUES = [
     ("SYNC_LOOKBACK_SECONDS", "five", "whole number"),
     ("SYNC_CLOCK_SKEW_SECONDS", "-1", "0 or more"),
     ("SYNC_CONCURRENCY", "0", "greater than 0"),
+    ("SYNC_MAX_CONCURRENCY", "0", "greater than 0"),
+    ("SYNC_MAX_CONCURRENCY", "65", "1 to 64"),
     ("SYNC_PAGE_SIZE", "5000", "1 to 1000"),
     ("SYNC_STRATEGY", "offset", "auto or keyset or sweep"),
     ("SYNC_SWEEP_INTERVAL_SECONDS", "-5", "0 or more"),
@@ -122,6 +147,15 @@ BAD_VALUES = [
     ("SYNC_ENDPOINTS", "orders=/api/v1/o:orders", "RESOURCE=/path"),
     ("SYNC_WRITERS", "9", "1 to 8"),
     ("SYNC_MAX_QUARANTINE", "-1", "0 or more"),
+    ("RUNS_RETENTION_DAYS", "-5", "0 or more"),
+    ("RUNS_RETENTION_DAYS", "ninety", "a whole number"),
+    ("WAREHOUSE_SCHEMA", 'public"; DROP', "a schema name"),
+    ("ROSESYNC_SCHEMA", "9lives", "a schema name"),
+    ("SYNC_ORGS", " , ", "comma-separated list of org ids"),
+    ("SYNC_PAGES_PER_TASK", "-3", "0 or more"),
+    ("API_RATE_LIMIT", "fast", "requests a second"),
+    ("API_RATE_LIMIT", "-1", "0 (no limit) or more"),
+    ("API_RATE_LIMIT", "inf", "finite number"),
     ("SYNC_SOFT_TIME_LIMIT", "1.5", "whole number"),
     ("SYNC_TIME_LIMIT", "x", "whole number"),
     ("SYNC_MAX_RETRIES", "many", "whole number"),
@@ -191,6 +225,17 @@ def test_soft_limit_must_be_below_hard_limit() -> None:
         load_settings(
             environ={"SYNC_SOFT_TIME_LIMIT": "100", "SYNC_TIME_LIMIT": "100"}, dotenv_path=None
         )
+
+
+def test_concurrency_starts_within_its_maximum() -> None:
+    with pytest.raises(ConfigError, match=r"^SYNC_CONCURRENCY: expected at most SYNC_MAX_CONC"):
+        load_settings(
+            environ={"SYNC_CONCURRENCY": "9", "SYNC_MAX_CONCURRENCY": "8"}, dotenv_path=None
+        )
+    fixed = load_settings(
+        environ={"SYNC_CONCURRENCY": "3", "SYNC_MAX_CONCURRENCY": "3"}, dotenv_path=None
+    )
+    assert (fixed.sync_concurrency, fixed.sync_max_concurrency) == (3, 3)
 
 
 def test_visibility_timeout_must_outlast_the_hard_limit() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from email.message import Message
 from typing import Any
 
@@ -11,10 +13,12 @@ import requests
 
 from worker.simulator import RESOURCES, FaultRule, Simulator
 from worker.simulator.admin import is_loopback
+from worker.simulator.api import DRIFT_FIELD
 from worker.simulator.app import App
 from worker.simulator.config import SimulatorConfig
 from worker.simulator.messages import Request
 
+from .conftest import MakeSim
 from .helpers import OAuthClient
 
 
@@ -22,7 +26,9 @@ def test_counters_count_requests_by_route_and_status(sim: Simulator, client: OAu
                                                      tokens: dict[str, Any]) -> None:
     token = tokens["access_token"]
     order_id = sim.dump("orders")[0]["id"]
+    before = time.time()
     client.api("orders", token)
+    first_answered = time.time()
     client.api("orders", token, limit=0)
     client.api(f"orders/{order_id}", token)
     client.api("orders/00000000-0000-4000-8000-000000000000", token)
@@ -41,11 +47,13 @@ def test_counters_count_requests_by_route_and_status(sim: Simulator, client: OAu
         "OTHER /api/v1/orders 405": 1,
     }
     assert counters["api_requests"] == 6
+    assert before <= counters["first_api_request_at"] <= first_answered
     assert counters["token_requests"] == 1
     assert counters["grants"] == {"authorization_code": 1, "refresh_token": 0}
     assert set(counters) == {"requests", "grants", "token_requests", "token_errors",
                              "reuse_detections", "families_revoked", "api_requests",
-                             "faults_fired", "mutations"}
+                             "first_api_request_at", "faults_fired", "mutations",
+                             "per_second", "peak_per_second", "org_requests"}
 
 
 def test_reset_counters(sim: Simulator, client: OAuthClient, tokens: dict[str, Any]) -> None:
@@ -57,8 +65,10 @@ def test_reset_counters(sim: Simulator, client: OAuthClient, tokens: dict[str, A
     assert sim.counters() == {
         "requests": {}, "grants": {"authorization_code": 0, "refresh_token": 0},
         "token_requests": 0, "token_errors": {}, "reuse_detections": 0, "families_revoked": 0,
-        "api_requests": 0, "faults_fired": {}, "mutations": {"updated": 0, "created": 0,
-                                                             "deleted": 0}}
+        "api_requests": 0, "first_api_request_at": None, "faults_fired": {},
+        "mutations": {"updated": 0, "created": 0, "deleted": 0},
+        "per_second": {"clients": {}, "orgs": {}},
+        "peak_per_second": {"clients": {}, "orgs": {}}, "org_requests": {}}
 
 
 def test_counters_are_a_snapshot(sim: Simulator) -> None:
@@ -90,12 +100,37 @@ def test_admin_counters_reset_and_revoke(sim: Simulator, client: OAuthClient,
     ("DELETE", "counters", None, 404),
     ("POST", "mutate", b"{not json", 400),
     ("POST", "faults", b"\xff\xfe", 400),
+    ("POST", "api", b'{"schema_drift_after": -1}', 400),
+    ("POST", "api", b'{"schema_drift_after": true}', 400),
+    ("POST", "api", b'{"records": 5}', 400),
+    ("POST", "api", b"[1]", 400),
 ])
 def test_admin_errors(sim: Simulator, method: str, path: str, body: bytes | None,
                       status: int) -> None:
     response = requests.request(method, f"{sim.url}/_admin/{path}", data=body, timeout=10)
     assert response.status_code == status
     assert response.json()["statusCode"] == status
+
+
+def test_schema_drift_is_set_at_start_and_live_through_the_admin_api(
+        make_sim: MakeSim, make_client: Callable[[Simulator], OAuthClient]) -> None:
+    """issue 14, item 2: a field added and full_id's type changed, from the Nth request on."""
+    sim = make_sim(schema_drift_after=1)
+    client = make_client(sim)
+    token = client.login()["access_token"]
+    first, second = (client.api("orders", token).json()["orders"] for _ in range(2))
+    assert isinstance(first[0]["full_id"], str) and DRIFT_FIELD not in first[0]
+    assert second[0]["full_id"] == {"value": first[0]["full_id"]}
+    assert second[0][DRIFT_FIELD]
+    assert client.api(f"orders/{first[0]['id']}", token).json()["order"] == second[0]
+    # live: off, then on again after one more request (counted from when it is set)
+    for after in (None, 1):
+        response = requests.post(
+            f"{sim.url}/_admin/api", json={"schema_drift_after": after}, timeout=10
+        )
+        assert response.status_code == 200
+        assert client.api("orders", token).json()["orders"][0] == first[0]
+    assert client.api("orders", token).json()["orders"][0] == second[0]
 
 
 @pytest.mark.parametrize(("address", "loopback"), [

@@ -177,7 +177,8 @@ def test_a_signal_stops_an_inline_sync_at_a_page_boundary(
     sqlite_url: str, tmp_path: Path, stop: signal.Signals, code: int
 ) -> None:
     slow = SimulatorConfig(records=600, faults=(FaultRule(kind="latency", latency=0.05),))
-    env = {"SYNC_PAGE_SIZE": "20", "SYNC_CONCURRENCY": "1"}
+    # one request at a time, not adapted upwards (issue 16): slow enough to stop mid-run
+    env = {"SYNC_PAGE_SIZE": "20", "SYNC_CONCURRENCY": "1", "SYNC_MAX_CONCURRENCY": "1"}
     with make_world(sqlite_url, tmp_path, slow, **env) as world:
         child = subprocess.Popen(
             [sys.executable, "-m", "worker", "sync", "orders"],
@@ -381,3 +382,19 @@ def test_status_shows_the_running_beats_schedule(world: World, tmp_path: Path) -
         beat.wait(timeout=60)
     shown = rosesync(world, tmp_path, "status").stdout
     assert "schedule: 0 2 * * * (UTC, this shell's SYNC_SCHEDULE; no beat running)" in shown
+
+
+def test_status_and_doctor_list_schema_drift(world: World, tmp_path: Path) -> None:
+    """issue 14, item 2: the CLI shows what the runs recorded; doctor warns about it."""
+    assert rosesync(world, tmp_path, "sync", "orders").returncode == 0
+    assert "schema drift" not in rosesync(world, tmp_path, "status").stdout
+    world.sim.change_api(schema_drift_after=0)
+    result = rosesync(world, tmp_path, "sync", "orders", "--full")
+    assert result.returncode == 0, result.stderr
+    shown = rosesync(world, tmp_path, "status").stdout
+    assert "schema drift (recorded, nothing changed" in shown
+    assert "orders: full_id type (string -> object;" in shown
+    assert "orders: full_id unparsable (not text: stored NULL in full_id;" in shown
+    report = json.loads(rosesync(world, tmp_path, "doctor", "--json").stdout)
+    (drift,) = [c for c in report["checks"] if c["check"] == "schema_drift"]
+    assert drift["status"] == "warn" and "drift_added_field added" in drift["summary"]

@@ -59,7 +59,7 @@ def bootstrap_command(org: str | None, no_browser: bool, paste: bool, timeout: f
             raise ConfigError("--paste: nothing was pasted (expected the full redirect URL)")
         return line
 
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     status = bootstrap(
         loaded,
         engine,
@@ -90,7 +90,7 @@ def token_status(as_json: bool) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    statuses = credential_statuses(loaded, connect(loaded.database_url, create=False))
+    statuses = credential_statuses(loaded, connect(loaded.warehouse_url, create=False))
     if as_json:
         out(json.dumps([s.as_dict() for s in statuses], indent=2))
         return
@@ -122,7 +122,7 @@ def token_refresh(org: str | None) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     outcomes = refresh_due_credentials(loaded, engine, force=True, org=org)
     review_quietly(loaded, engine, None, loaded.credential_name)
     if not outcomes:
@@ -139,3 +139,79 @@ def token_refresh(org: str | None) -> None:
             f"{len(failed)} credentials were not refreshed: "
             + "; ".join(f"{o.org}: {o.error}" for o in failed)
         )
+
+
+@cli.group("orgs", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@handles_errors
+def orgs(ctx: click.Context, as_json: bool) -> None:
+    """The organizations rosesync syncs: one stored credential each (`bootstrap --org ORG`),
+    with its token health and whether it is paused."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from worker.credentials.store import credential_statuses
+    from worker.warehouse import connect
+
+    loaded = settings()
+    statuses = credential_statuses(loaded, connect(loaded.database_url, create=False))
+    if as_json:
+        out(json.dumps([s.as_dict() for s in statuses], indent=2))
+        return
+    if not statuses:
+        out("no orgs: run `rosesync bootstrap --org ORG` for each organization")
+        return
+    rows = [
+        (
+            s.org,
+            "paused" if s.paused_at else "syncing",
+            s.state,
+            s.expires_at.isoformat(timespec="seconds"),
+            s.last_error,
+        )
+        for s in statuses
+    ]
+    out(table(("org", "sync", "token", "expires at", "error"), rows))
+
+
+@orgs.command("pause")
+@click.argument("org")
+@handles_errors
+def orgs_pause(org: str) -> None:
+    """Stop syncing ORG (its token keeps being refreshed; `resume` restarts it)."""
+    from worker.credentials.orgs import pause
+    from worker.warehouse import connect
+
+    pause(connect(settings().database_url), org)
+    out(f"org {org} paused: scheduled syncs skip it")
+
+
+@orgs.command("resume")
+@click.argument("org")
+@handles_errors
+def orgs_resume(org: str) -> None:
+    """Sync ORG again from its next scheduled run."""
+    from worker.credentials.orgs import resume
+    from worker.warehouse import connect
+
+    resume(connect(settings().database_url), org)
+    out(f"org {org} resumed")
+
+
+@orgs.command("remove")
+@click.argument("org")
+@click.option("--purge", is_flag=True, help="Also delete the org's rows from the warehouse.")
+@handles_errors
+def orgs_remove(org: str, purge: bool) -> None:
+    """Delete ORG's credential; its rows stay in the warehouse unless --purge."""
+    from worker.credentials.orgs import remove
+    from worker.warehouse import connect
+
+    purged = remove(connect(settings().database_url), org, purge=purge)
+    out(f"org {org} removed: its credential is deleted")
+    if purge:
+        total = sum(purged.values())
+        tables = ", ".join(f"{name} {count}" for name, count in purged.items())
+        out(f"purged {total} row(s) of org {org}: {tables or 'none were left'}")
+    else:
+        out("its rows are kept; `rosesync orgs remove --purge` deletes them")

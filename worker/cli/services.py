@@ -32,7 +32,7 @@ def _preflight(loaded: Settings, args: tuple[str, ...]) -> None:
     from worker.warehouse import connect
 
     # Closed again at once: a SQLite connection must not be open when Celery forks (-B, prefork).
-    connect(loaded.database_url).dispose()
+    connect(loaded.warehouse_url).dispose()
     check_broker(loaded)
 
 

@@ -25,7 +25,7 @@ def db_upgrade() -> None:
     """Create or migrate every table rosesync needs (safe to run any number of times)."""
     from worker.warehouse import upgrade_database
 
-    changes = upgrade_database(settings().database_url)
+    changes = upgrade_database(settings().warehouse_url)
     for change in changes:
         out(change)
     out("database is up to date" if not changes else f"{len(changes)} change(s) applied")
@@ -44,7 +44,7 @@ def list_resources(probe: bool, as_json: bool) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     registry = list(loaded.registry.values())
     org = loaded.credential_name
     paging: dict[str, Paging | None] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -150,6 +151,7 @@ def _stop_on_signals() -> Iterator[_Stop]:
     help="With --wait: give up waiting after this many seconds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--org", help="The org to sync (`rosesync orgs`; default: ROSEROCKET_ORG_ID).")
 @handles_errors
 def sync_command(
     resource_names: tuple[str, ...],
@@ -158,6 +160,7 @@ def sync_command(
     wait: bool,
     timeout: float,
     as_json: bool,
+    org: str | None,
 ) -> None:
     """Sync now (default: every resource in SYNC_RESOURCES), inline unless --enqueue.
 
@@ -168,10 +171,12 @@ def sync_command(
     from worker.warehouse import connect
 
     loaded = settings()
+    if org:  # one credential per org (issue 15): this run uses ORG's, as if it were the setting
+        loaded = dataclasses.replace(loaded, org_id=org)
     chosen = resources.select(resource_names or loaded.sync_resources, loaded.registry)
     if wait and not enqueue:
         raise ConfigError("--wait only goes with --enqueue (an inline sync always waits)")
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     # Up front, not after the first resource failed (issue 17): a credential to sync with.
     doctor.run(loaded, "credential")
     if enqueue:
@@ -215,7 +220,7 @@ def _enqueue(
     from worker.warehouse import connect
 
     check_broker(loaded)  # one line at once, not 20 s of retries and a traceback (issue 17)
-    tasks = enqueue_syncs(app, names, full)
+    tasks = enqueue_syncs(app, names, full, loaded.credential_name)
     if not wait:
         if as_json:
             out(json.dumps(tasks, indent=2))
@@ -231,7 +236,7 @@ def _enqueue(
                 detail = f"{outcome.result.get('status')}, {outcome.result.get('records')} records"
             out(f"{outcome.resource:<10} {outcome.task_id}  {outcome.state}  {detail}")
 
-    engine = connect(loaded.database_url)
+    engine = connect(loaded.warehouse_url)
     outcomes = wait_for(
         app, tasks, show, timeout, workers=lambda: [w.name for w in workers(loaded, engine)]
     )
@@ -258,7 +263,7 @@ def status_command(as_json: bool) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    report = build_status(loaded, connect(loaded.database_url, create=False))
+    report = build_status(loaded, connect(loaded.warehouse_url, create=False))
     if as_json:
         out(json.dumps(report.as_dict(), indent=2))
         return
@@ -283,26 +288,32 @@ def status_text(report: StatusReport) -> str:
         )
     else:
         tokens = "no credential stored: run `rosesync bootstrap`"
+    # The org column only when there is more than one: a single-org install's status reads as
+    # it always did (issue 15).
+    many = len({state.org for state in report.resources}) > 1
     rows = []
     for state in report.resources:
         run = state.last_run
+        key = (state.org, state.resource)
         rows.append(
             (
+                *((state.org,) if many else ()),
                 state.resource,
-                paging_text(report.paging.get(state.resource))[0],
+                paging_text(report.paging.get(key))[0],
                 when(run.started_at) if run else "never",
                 run.status if run else "-",
                 run.records if run else "-",
                 seconds(run.seconds) if run else "-",
                 state.rows,
                 state.deleted_rows,
-                report.quarantined.get(state.resource, 0),
+                report.quarantined.get(key, 0),
                 when(state.cursor),
                 (run.error or "")[:60] if run else None,
             )
         )
     resources_table = table(
         (
+            *(("org",) if many else ()),
             "resource",
             "paging",
             "last run",
@@ -322,4 +333,20 @@ def status_text(report: StatusReport) -> str:
     else:
         source = "this shell's SYNC_SCHEDULE; no beat running"
     schedule = f"schedule: {report.schedule} (UTC, {source})"
-    return f"{tokens}\n\n{resources_table}\n\n{schedule}; next run {when(report.next_run)}"
+    text = f"{tokens}\n\n{resources_table}\n\n{schedule}; next run {when(report.next_run)}"
+    return text + drift_text(report)
+
+
+DRIFT_LINES = 20  # the most recent changes shown; the table holds them all
+
+
+def drift_text(report: StatusReport) -> str:
+    """Schema drift (issue 14, item 2), most recently seen first; nothing when there is none."""
+    if not report.drift:
+        return ""
+    shown = [f"  {change.describe()}" for change in report.drift[:DRIFT_LINES]]
+    more = len(report.drift) - DRIFT_LINES
+    if more > 0:
+        shown.append(f"  ... and {more} more: the rrsync_drift table has them all")
+    heading = "schema drift (recorded, nothing changed; update the registry to keep a change):"
+    return "\n\n" + "\n".join([heading, *shown])

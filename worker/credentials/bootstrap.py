@@ -17,7 +17,7 @@ from worker.clock import utcnow
 from worker.credentials.callback import LoopbackListener, code_from_pasted
 from worker.credentials.cipher import load_cipher
 from worker.credentials.oauth import authorization_request, discover, exchange_code
-from worker.credentials.store import CredentialStatus, CredentialStore
+from worker.credentials.store import NO_ORG, CredentialStatus, CredentialStore
 from worker.errors import RoseSyncError
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def bootstrap(
     store = CredentialStore(settings, engine, org=org, cipher=load_cipher(settings, create=True))
     endpoints = discover(settings)
     request = authorization_request(settings, endpoints)
+
     def exchange(code: str) -> None:
         requested_at = utcnow()
         store.replace(exchange_code(settings, endpoints, code, request), requested_at)
@@ -62,6 +63,13 @@ def bootstrap(
     else:
         announce(request.url)
         exchange(code_from_pasted(paste(), request.redirect_uri, request.state))
+    if store.org != NO_ORG:
+        # The code grant names no org; Rose Rocket binds a grant to the org_id its first refresh
+        # sends. Binding it now means every token of this credential reads that org's records
+        # from the first request on (issue 15: one credential per org, one client).
+        bound = store.refresh(force=True)
+        if bound.action == "failed":
+            raise RoseSyncError(bound.error or f"the first refresh for org {store.org!r} failed")
     status = store.status()
     assert status is not None  # just written
     log.info(

@@ -22,13 +22,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
 from worker.clock import utcnow
-from worker.credentials import oauth
 from worker.credentials.cipher import TokenCipher, load_cipher
 from worker.errors import (
     ConfigError,
@@ -40,9 +39,11 @@ from worker.errors import (
     Unreachable,
 )
 from worker.logs import register_secret
-from worker.source.http import retrying
 from worker.warehouse import credentials as rows
 from worker.warehouse.credentials import OK, REAUTH_REQUIRED, CredentialRow
+
+if TYPE_CHECKING:
+    from worker.credentials.oauth import TokenGrant
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class CredentialStatus:
     scope: str
     last_error: str | None
     refresh_blocked_until: datetime | None = None  # the shared back-off, while it lasts
+    paused_at: datetime | None = None  # set: beat does not sync the org (issue 15)
 
     @classmethod
     def of(cls, row: CredentialRow, now: datetime, margin: float) -> CredentialStatus:
@@ -156,6 +158,7 @@ class CredentialStatus:
                 if row.refresh_blocked_until and row.refresh_blocked_until > now
                 else None
             ),
+            paused_at=row.paused_at,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -171,6 +174,7 @@ class CredentialStatus:
             "refresh_blocked_until": (
                 self.refresh_blocked_until.isoformat() if self.refresh_blocked_until else None
             ),
+            "paused_at": self.paused_at.isoformat() if self.paused_at else None,
         }
 
 
@@ -260,7 +264,7 @@ class CredentialStore:
             action: Action = "refreshed" if self.refreshes > before else "not_due"
             return RefreshOutcome(self.org, action, expires_at=token.expires_at)
 
-    def replace(self, grant: oauth.TokenGrant, requested_at: datetime) -> None:
+    def replace(self, grant: TokenGrant, requested_at: datetime) -> None:
         """Store a bootstrap's tokens, replacing whatever the org had (re-authorization)."""
         assert grant.refresh_token is not None  # exchange_code guarantees it
         cipher = self._cipher_()
@@ -334,6 +338,10 @@ class CredentialStore:
         ``keep_valid``: while refreshes are held back, a token near expiry but still valid is
         used rather than refused.
         """
+        # HTTP (requests, tenacity) only once a refresh happens: `rosesync status` reads the
+        # store and never refreshes, and they were a tenth of its start-up (issue 16).
+        from worker.source.http import retrying
+
         policy = retrying(
             self.settings,
             on_retry=lambda exc, wait: log.warning(
@@ -395,6 +403,8 @@ class CredentialStore:
             register_secret(refresh_token)
             org_id = None if self.org == NO_ORG else self.org
             requested_at = utcnow()
+            from worker.credentials import oauth  # HTTP: see _refresh
+
             try:
                 # cached after the process's first call; inside the try, so that an unreachable
                 # authorization server is recorded like any other failed refresh

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import apprise
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
@@ -45,6 +44,8 @@ class Alert:
 
 def send(settings: Settings, alert: Alert) -> bool:
     """Deliver to every ALERT_URLS target; True when all of them accepted it."""
+    import apprise  # only when there is something to send: it is slow to import (issue 16)
+
     notifier = apprise.Apprise()
     for url in settings.alert_urls:
         notifier.add(url.reveal())
@@ -82,7 +83,7 @@ def review_sync(settings: Settings, engine: Engine, resource: str, org: str) -> 
     streak = state.failure_streak(engine, resource, org, limit)
     subject = f"sync:{org}:{resource}"
     if streak >= limit:
-        last = recent_runs(engine, resource, limit=1)
+        last = recent_runs(engine, resource, limit=1, org=org)
         error = last[0].error if last and last[0].error else "no error recorded"
         times = "once" if streak == 1 else f"{streak} times"
         return _announce(
@@ -121,7 +122,8 @@ def review_credentials(settings: Settings, engine: Engine) -> list[Alert]:
             alert = Alert(
                 subject,
                 f"rosesync: the credential for org {row.org} needs re-authorization",
-                f"Syncs of org {row.org} have stopped: run `rosesync bootstrap` "
+                f"Syncs of org {row.org} have stopped (the other orgs go on): run `rosesync "
+                f"bootstrap{'' if row.org == settings.credential_name else ' --org ' + row.org}` "
                 f"({row.last_error or 'reason unknown'}).",
                 recovery=False,
             )

@@ -31,7 +31,7 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
         # The lease carries the schedule this beat sends, so that `rosesync status` shows it
         # rather than the schedule of the shell it runs in (issue 17).
         self._lease = Lease(
-            connect(settings.database_url), BEAT_LEASE, LEASE_SECONDS, beat_detail(settings)
+            connect(settings.warehouse_url), BEAT_LEASE, LEASE_SECONDS, beat_detail(settings)
         )
         self._leading: bool | None = None  # unknown until the first tick
         VAR.mkdir(parents=True, exist_ok=True)  # the schedule file and ALIVE_FILE live there

@@ -83,11 +83,11 @@ def check_broker(settings: Settings) -> None:
         raise Unreachable(message) from None
 
 
-def enqueue_syncs(app: Celery, resources: Sequence[str], full: bool) -> dict[str, str]:
-    """One ``sync_resource`` task per resource; returns resource -> task id."""
-    return {
-        name: app.send_task(SYNC_TASK, args=(name,), kwargs={"full": full}).id for name in resources
-    }
+def enqueue_syncs(app: Celery, resources: Sequence[str], full: bool, org: str) -> dict[str, str]:
+    """One ``sync_resource`` task per resource of ``org``; returns resource -> task id. The
+    org is named, so the worker syncs the org this client meant, whatever its own settings."""
+    kwargs = {"full": full, "org": org}
+    return {name: app.send_task(SYNC_TASK, args=(name,), kwargs=kwargs).id for name in resources}
 
 
 def _outcome(app: Celery, resource: str, task_id: str) -> TaskOutcome:

@@ -3,8 +3,8 @@
 A list of independent checks, each a plain function from a :class:`Context` to a
 :class:`Finding` (data; the CLI only prints). A check catches its own failure and says what to
 fix in one line, so one broken dependency never hides another. To add one, write a function and
-decorate it with :func:`check` (quarantined records, schema drift and the API's probed
-capabilities are meant to arrive this way).
+decorate it with :func:`check` (schema drift arrived this way; quarantined records and the
+API's probed capabilities are meant to).
 
 The context shares what several checks need (the engine, the credential row) and remembers a
 failure to get it, so that the database being down is reported once, by the database check, and
@@ -27,11 +27,10 @@ from worker.credentials.cipher import load_cipher
 from worker.credentials.store import CredentialStore, key_problem
 from worker.errors import ConfigError, RoseSyncError
 from worker.logs import redact, safe_url
-from worker.ops.dispatch import check_broker as broker_reachable
 from worker.ops.presence import running_beat, workers
 from worker.source import resources
 from worker.source.api import RoseRocketClient
-from worker.warehouse import connect
+from worker.warehouse import connect, drift
 from worker.warehouse import credentials as credential_rows
 from worker.warehouse.health import health
 
@@ -75,8 +74,8 @@ class Context:
     @cached_property
     def engine(self) -> Engine | Skipped:
         try:
-            health(self.settings.database_url)  # never creates a database
-            return connect(self.settings.database_url)
+            health(self.settings.warehouse_url)  # never creates a database
+            return connect(self.settings.warehouse_url)
         except RoseSyncError:
             return Skipped("the database check failed")
 
@@ -170,7 +169,7 @@ def check_settings(context: Context) -> Finding:
 @check
 def check_database(context: Context) -> Finding:
     url = context.settings.database_url
-    found = health(url)
+    found = health(context.settings.warehouse_url)
     where = f"{safe_url(url)} ({found.dialect})"
     if not found.migrated:
         missing = f", missing {', '.join(found.missing_tables)}" if found.missing_tables else ""
@@ -185,6 +184,9 @@ def check_database(context: Context) -> Finding:
 
 @check
 def check_broker(context: Context) -> Finding:
+    # Celery and kombu only for this check: `rosesync sync` runs the credential check (issue 16)
+    from worker.ops.dispatch import check_broker as broker_reachable
+
     broker_reachable(context.settings)
     return Finding("broker", "ok", f"{safe_url(context.settings.celery_broker_url)}: reachable")
 
@@ -262,6 +264,18 @@ def check_api(context: Context) -> Finding:
     client = RoseRocketClient(settings, CredentialStore(settings, engine), concurrency=1)
     page = client.list_page(resource, limit=1)
     total = "?" if page.total is None else page.total
-    return Finding(
-        "api", "ok", f"{settings.api_url}: {resource.name} answered ({total} records)"
-    )
+    return Finding("api", "ok", f"{settings.api_url}: {resource.name} answered ({total} records)")
+
+
+@check
+def check_schema_drift(context: Context) -> Finding:
+    """Schema drift the runs recorded (issue 14, item 2). A warning, never a failure: the sync
+    goes on and loses nothing (the raw record keeps every field), and doctor's exit code means
+    "something does not work", which drift is not."""
+    context.require("database")
+    changes = drift.listed(context.need_engine(), context.settings.credential_name)
+    if not changes:
+        return Finding("schema_drift", "ok", "no change to the records' fields recorded")
+    latest = "; ".join(change.describe() for change in changes[:3])
+    more = f" (and {len(changes) - 3} more: rosesync status)" if len(changes) > 3 else ""
+    return Finding("schema_drift", "warn", f"{len(changes)} change(s): {latest}{more}")

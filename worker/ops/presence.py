@@ -18,18 +18,15 @@ import socket
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from celery import bootsteps
 from sqlalchemy.engine import Engine
 
 from config.schedule import next_run, parse_schedule
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from worker.clock import utcnow
 from worker.logs import safe_url
 from worker.sync.lease import Lease
 from worker.warehouse import leases
-from worker.warehouse.db import create_engine
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +94,8 @@ def workers(settings: Settings, engine: Engine) -> list[Presence]:
 
 
 class WorkerHeartbeat:
-    """A worker's presence while it runs (started and stopped by :class:`PresenceStep`)."""
+    """A worker's presence while it runs (started and stopped by config/celery.py's
+    ``PresenceStep``)."""
 
     def __init__(self, settings: Settings, engine: Engine, node: str) -> None:
         detail = json.dumps(
@@ -114,27 +112,3 @@ class WorkerHeartbeat:
     def stop(self) -> None:
         self._stack.close()
         self.lease.release()
-
-
-class PresenceStep(bootsteps.StartStopStep):  # type: ignore[misc]
-    """The worker bootstep that publishes the worker (config/celery.py adds it). A bootstep,
-    not the worker_init/worker_shutdown signals: an embedded or cold-stopped worker never sends
-    worker_shutdown, and its heartbeat would outlive it."""
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        super().__init__(parent, **kwargs)
-        self.heartbeat: WorkerHeartbeat | None = None
-
-    def start(self, worker: Any) -> None:
-        settings = get_settings()
-        # Unpooled: no SQLite connection may be open when the embedded beat (-B) forks.
-        engine = create_engine(settings.database_url, pooled=False)
-        self.heartbeat = WorkerHeartbeat(settings, engine, str(worker.hostname))
-        self.heartbeat.start()
-
-    def stop(self, worker: Any) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-            self.heartbeat = None
-
-    shutdown = terminate = stop

@@ -8,6 +8,7 @@ every token and dump every record.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -16,7 +17,7 @@ from worker.simulator.config import RESOURCES
 from worker.simulator.counters import Counters
 from worker.simulator.data import Dataset
 from worker.simulator.faults import FaultInjector, FaultRule
-from worker.simulator.messages import Request, Response, api_error, json_response
+from worker.simulator.messages import Request, Response, api_error, json_response, parse_params
 from worker.simulator.mutation import LiveMutation
 from worker.simulator.oauth import AuthorizationServer
 
@@ -38,13 +39,15 @@ def is_loopback(address: str) -> bool:
 class AdminEndpoints:
     def __init__(
         self,
-        dataset: Dataset,
+        dataset_of: Callable[[str | None], Dataset],
         counters: Counters,
         faults: FaultInjector,
         mutation: LiveMutation,
         oauth: AuthorizationServer,
+        change_api: Callable[..., None],
     ) -> None:
-        self._dataset = dataset
+        self._change_api = change_api
+        self._dataset_of = dataset_of
         self._counters = counters
         self._faults = faults
         self._mutation = mutation
@@ -59,7 +62,12 @@ class AdminEndpoints:
             resource = name[len("dump/") :]
             if resource not in RESOURCES:
                 return api_error(404, f"unknown resource {resource!r}")
-            return json_response(200, self._dataset.dump(resource))
+            try:
+                params, _ = parse_params(request.query)
+            except ValueError:
+                return api_error(400, ["query string is not valid"])
+            # ?org=ID: that org's dataset (issue 15); without it the default one.
+            return json_response(200, self._dataset_of(params.get("org")).dump(resource))
         if (method, name) == ("GET", "counters"):
             return json_response(200, self._counters.snapshot())
         if (method, name) == ("GET", "faults"):
@@ -72,6 +80,7 @@ class AdminEndpoints:
             "faults",
             "mutate",
             "mutation",
+            "api",
         ):
             try:
                 return self._post(name, msgspec.json.decode(request.body) if request.body else None)
@@ -83,7 +92,9 @@ class AdminEndpoints:
         if name == "reset-counters":
             self._counters.reset()
         elif name == "revoke":
-            self._oauth.revoke_all()
+            # {"org": ID}: only the grants refreshed for that org; no body: every grant.
+            org = None if payload is None else _field(payload, "org", str)
+            self._oauth.revoke_all(org)
         elif name == "faults":
             if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
                 raise ValueError("expected a JSON list of fault rule objects")
@@ -96,6 +107,10 @@ class AdminEndpoints:
             if resource is not None and resource not in RESOURCES:
                 raise ValueError(f"resource must be one of {RESOURCES}")
             return json_response(200, self._mutation.mutate(count, resource))
+        elif name == "api":  # {"schema_drift_after": true}: what Simulator.change_api changes
+            if not isinstance(payload, dict):
+                raise ValueError("expected a JSON object of settings to change")
+            self._change_api(**payload)
         else:  # "mutation"
             per_request = _field(payload, "per_request", int)
             per_second = _field(payload, "per_second", float)
@@ -104,12 +119,12 @@ class AdminEndpoints:
         return json_response(200, {"ok": True})
 
 
-def _field(payload: Any, name: str, kind: type[int] | type[float]) -> Any:
+def _field(payload: Any, name: str, kind: type[int] | type[float] | type[str]) -> Any:
     """payload[name] if it has the JSON type `kind` (an int is a valid float), None if absent."""
     if not isinstance(payload, dict):
         raise ValueError("expected a JSON object")
     value = payload.get(name)
-    accepted = (int, float) if kind is float else (int,)
+    accepted: tuple[type, ...] = (int, float) if kind is float else (kind,)
     if value is not None and (isinstance(value, bool) or not isinstance(value, accepted)):
-        raise ValueError(f"{name} must be a number")
+        raise ValueError(f"{name} must be a {'string' if kind is str else 'number'}")
     return value

@@ -10,9 +10,12 @@ app.py. Pages are assembled from the records' stored JSON bytes, never re-encode
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+
+import msgspec
 
 from worker.simulator.config import PATHS, SINGULAR, SimulatorConfig
 from worker.simulator.data import Dataset, Page, Window
@@ -33,6 +36,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BY_PATH = {path: resource for resource, path in PATHS.items()}
 # The only resource the v1 description gives date filters (created_*): orders.
 CREATED_FILTERS = frozenset({"orders"})
+# What `schema_drift_after` adds to every record served (SimulatorConfig).
+DRIFT_FIELD = "drift_added_field"
+
+
+def drifted(blob: bytes) -> bytes:
+    """A record as the API serves it once `schema_drift_after` applies: a field added, and
+    ``full_id`` (a text column in rosesync's registry) turned from a string into an object."""
+    record = msgspec.json.decode(blob)
+    record[DRIFT_FIELD] = "added by the simulator's schema_drift_after"
+    if "full_id" in record:
+        record["full_id"] = {"value": record["full_id"]}
+    return msgspec.json.encode(record)
 
 
 def template_of(route: tuple[str, str | None]) -> str:
@@ -61,14 +76,19 @@ class DataApi:
     def __init__(
         self,
         config: SimulatorConfig,
-        dataset: Dataset,
+        dataset_of: Callable[[str | None], Dataset],
         oauth: AuthorizationServer,
         after_read: Callable[[], None],
     ) -> None:
         self.config = config
-        self._dataset = dataset
+        self._dataset_of = dataset_of
         self._oauth = oauth
         self._after_read = after_read
+        self._answered = itertools.count()  # data requests since schema_drift_after was set
+
+    def count_drift_from_now(self) -> None:
+        """`schema_drift_after` was set: it counts requests from now on."""
+        self._answered = itertools.count()
 
     def route_of(self, path: str) -> tuple[str, str | None] | None:
         """(resource, record id or None) for an API path, None if there is no such route."""
@@ -84,24 +104,33 @@ class DataApi:
 
     def handle(self, request: Request, route: tuple[str, str | None]) -> Response:
         token = bearer_token(request)
-        if token is None or self._oauth.check_access(token) is None:
+        access = None if token is None else self._oauth.check_access(token)
+        if access is None:
             return unauthorized(request)
+        dataset = self._dataset_of(access.org_id)  # each org sees only its own records
         resource, record_id = route
+        after = self.config.schema_drift_after
+        drift = next(self._answered) >= after if after is not None else False
         response = (
-            self._list(request, resource) if record_id is None else self._get(resource, record_id)
+            self._list(request, dataset, resource, drift)
+            if record_id is None
+            else self._get(dataset, resource, record_id, drift)
         )
         if response.status == 200:
             self._after_read()
         return response
 
-    def _get(self, resource: str, record_id: str) -> Response:
+    @staticmethod
+    def _get(dataset: Dataset, resource: str, record_id: str, drift: bool) -> Response:
         # Unknown, deleted and malformed ids are all simply "not found".
-        blob = self._dataset.get(resource, record_id)
+        blob = dataset.get(resource, record_id)
         if blob is None:
             return api_error(404, f"{SINGULAR[resource]} {record_id} not found")
+        if drift:
+            blob = drifted(blob)
         return Response(200, b'{"' + SINGULAR[resource].encode() + b'":' + blob + b"}")
 
-    def _list(self, request: Request, resource: str) -> Response:
+    def _list(self, request: Request, dataset: Dataset, resource: str, drift: bool) -> Response:
         try:
             params, repeated = parse_params(request.query)
         except ValueError:
@@ -133,15 +162,18 @@ class DataApi:
         if problems:
             return api_error(400, problems)
         page: Page = (
-            self._dataset.page_by_created(resource, offset, limit, window)
+            dataset.page_by_created(resource, offset, limit, window)
             if config.documented
-            else self._dataset.page_by_updated(resource, offset, limit, window)
+            else dataset.page_by_updated(resource, offset, limit, window)
         )
+        items: Sequence[bytes] = page.items
+        if drift:
+            items = [drifted(blob) for blob in items]
         key = PATHS[resource]
         tail = f'],"offset":{offset},"limit":{limit}'
         if config.include_total:
             tail += f',"total":{page.total}'
-        body = b"".join((b'{"', key.encode(), b'":[', b",".join(page.items), tail.encode(), b"}"))
+        body = b"".join((b'{"', key.encode(), b'":[', b",".join(items), tail.encode(), b"}"))
         return Response(200, body)
 
 

@@ -24,6 +24,7 @@ from worker.simulator.messages import (
     Request,
     Response,
     api_error,
+    bearer_token,
     reason,
     unauthorized,
     v1_error,
@@ -43,20 +44,39 @@ UNMATCHED = "(unmatched)"
 MALFORMED_BODY = b"<html><body><h1>Service temporarily unavailable</h1></body></html>\n"
 
 
+# What `change_api` (and `POST /_admin/api`) may change while the simulator runs.
+LIVE_API_CHANGES = frozenset(
+    {
+        "profile",
+        "end_inclusive",
+        "by_id",
+        "max_limit",
+        "oversize_limit",
+        "include_total",
+        "schema_drift_after",
+    }
+)
+
+
 class App:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.counters = Counters()
         sizes = {name: config.size_of(name) for name in RESOURCES}
         self.dataset = Dataset(sizes, config.seed, poison=config.poison)
+        # One dataset per configured org, each from its own seed (issue 15, item 5).
+        self.org_datasets = {
+            org: Dataset({name: config.size_of(name, org) for name in RESOURCES}, seed)
+            for org, seed in config.orgs.items()
+        }
         self.oauth = AuthorizationServer(config, self.counters)
         self.faults = FaultInjector(config.faults, config.seed)
         self.mutation = LiveMutation(
             self.dataset, self.counters, config.mutation_per_request, config.mutation_per_second
         )
-        self._api = api.DataApi(config, self.dataset, self.oauth, self.mutation.after_read)
+        self._api = api.DataApi(config, self.dataset_of, self.oauth, self.mutation.after_read)
         self._admin = AdminEndpoints(
-            self.dataset, self.counters, self.faults, self.mutation, self.oauth
+            self.dataset_of, self.counters, self.faults, self.mutation, self.oauth, self.change_api
         )
         endpoints = OAuthEndpoints(config, self.oauth, self.counters)
         # path -> (the one method it takes, handler); GET routes also answer HEAD.
@@ -70,11 +90,22 @@ class App:
             "/userinfo": ("GET", endpoints.userinfo),
         }
 
+    def dataset_of(self, org_id: str | None) -> Dataset:
+        """The dataset a token refreshed for ``org_id`` reads: the org's own if it is configured,
+        else the default one (a token without an org, or a single-org simulator)."""
+        return self.org_datasets.get(org_id or "", self.dataset)
+
     def change_api(self, **changes: Any) -> None:
         """Change how the data API behaves from now on (its profile, bounds, page limits, by-id
-        route), as a real API changes under a deployed client."""
+        route, the records' shape), as a real API changes under a deployed client; checked
+        like the configuration it changes (a ValueError)."""
+        unknown = sorted(set(changes) - LIVE_API_CHANGES)
+        if unknown:
+            raise ValueError(f"change_api cannot change {unknown}; only {sorted(LIVE_API_CHANGES)}")
         self.config = dataclasses.replace(self.config, **changes)
         self._api.config = self.config
+        if "schema_drift_after" in changes:
+            self._api.count_drift_from_now()
 
     def handle(self, request: Request) -> Response | None:
         """The response to `request`, or None when a fault says to drop the connection."""
@@ -83,7 +114,8 @@ class App:
             # The control plane: never faulted, never counted, so tests can always reach it.
             return self._admin.handle(request)
         if path.startswith("/api/"):
-            self.counters.add("api_requests")
+            self.counters.api_request(time.time())
+            self._count_caller(request)
         elif path == "/oauth/token" and request.method == "POST":
             self.counters.add("token_requests")
         template, handler = self._resolve(request)
@@ -111,6 +143,14 @@ class App:
         if self.config.documented and path.startswith("/api/") and response.status >= 400:
             response = v1_error(response)
         return response
+
+    def _count_caller(self, request: Request) -> None:
+        """Per-second counts by the token's client and org, whatever the answer (a 401 or a
+        faulted 429 still counts against a real API's rate limit)."""
+        token = bearer_token(request)
+        caller = None if token is None else self.oauth.issued_to(token)
+        if caller is not None:
+            self.counters.add_request(*caller, int(time.time()))
 
     def _resolve(self, request: Request) -> tuple[str, Handler]:
         """(route template for the counters, handler) for the request's path and method."""

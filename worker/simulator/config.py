@@ -63,6 +63,18 @@ class SimulatorConfig:
     - by_id: whether `GET /api/v1/<path>/<id>` exists at all (without it: 404 for every id).
     - poison: resource -> kinds of poison record to plant among its records, one per kind
       (see `poison`).
+    - schema_drift_after: the API changes its records' shape (issue 14, item 2) once it has
+      answered this many data requests since the setting took effect (at start, or when
+      changed live; 0: at once, None: never): every record served from then on, listed or by
+      id, gets a new field (``api.DRIFT_FIELD``) and its ``full_id`` turns from a string into
+      an object (see `api.drifted`); the stored dataset is unchanged. Live:
+      `Simulator.change_api(schema_drift_after=N)` or ``POST /_admin/api
+      {"schema_drift_after": N}``.
+    - orgs: org_id -> seed. A token whose family was refreshed for one of these orgs reads that
+      org's own dataset, built from its seed (issue 15, item 5); any other token (no org_id,
+      or an org not listed) reads the default dataset built from `seed`, as before.
+    - org_records: org_id -> records per resource of that org's dataset (default `records`
+      and `records_by_resource`), so one org can hold many times the records of the others.
     """
 
     host: str = "127.0.0.1"
@@ -96,6 +108,9 @@ class SimulatorConfig:
     end_inclusive: bool = False
     by_id: bool = True
     poison: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    schema_drift_after: int | None = None
+    orgs: Mapping[str, int] = field(default_factory=dict)
+    org_records: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -139,6 +154,15 @@ class SimulatorConfig:
                 problems.append(f"poison: more kinds than {resource} has records")
             if any(kind not in POISON_KINDS for kind in kinds):
                 problems.append(f"poison kinds must be among {POISON_KINDS}")
+        drift = self.schema_drift_after  # it may come from /_admin/api's JSON
+        if drift is not None and (type(drift) is not int or drift < 0):
+            problems.append("schema_drift_after must be null or an integer >= 0")
+        if any(not org for org in self.orgs):
+            problems.append("orgs: org ids must be non-empty")
+        if sorted(set(self.org_records) - set(self.orgs)):
+            problems.append("org_records names orgs that are not in orgs")
+        if any(count < 0 for count in self.org_records.values()):
+            problems.append("org_records counts must be >= 0")
         if not self.client_id or not self.client_secret or not self.redirect_uri:
             problems.append("client_id, client_secret and redirect_uri must be non-empty")
         return problems
@@ -162,6 +186,8 @@ class SimulatorConfig:
         """Whether the API has an endpoint for ``resource`` (no public code lists invoices)."""
         return not (self.documented and resource == "invoices")
 
-    def size_of(self, resource: str) -> int:
-        """How many records `resource` starts with."""
+    def size_of(self, resource: str, org: str | None = None) -> int:
+        """How many records `resource` starts with (in ``org``'s dataset, if given)."""
+        if org is not None and org in self.org_records:
+            return self.org_records[org]
         return self.records_by_resource.get(resource, self.records)

@@ -103,9 +103,7 @@ class Dataset:
         for resource in BUILD_ORDER:
             table = _Table()
             rows = table.rows
-            for created, updated, record in self._factory.initial(
-                resource, sizes.get(resource, 0)
-            ):
+            for created, updated, record in self._factory.initial(resource, sizes.get(resource, 0)):
                 rows[record["id"]] = (updated, created, encode(record))
             table.keys = sorted((updated, record_id) for record_id, (updated, _, _) in rows.items())
             table.by_created = sorted((-created, key) for key, (_, created, _) in rows.items())
@@ -139,7 +137,7 @@ class Dataset:
             else:
                 end = window.updated_end + 1 if window.end_inclusive else window.updated_end
                 high = bisect.bisect_left(keys, (end,))
-            ids = [record_id for _, record_id in keys[low:max(low, high)]]
+            ids = [record_id for _, record_id in keys[low : max(low, high)]]
             return self._slice(table, ids, offset, limit, window)
 
     def page_by_created(self, resource: str, offset: int, limit: int, window: Window) -> Page:
@@ -154,7 +152,7 @@ class Dataset:
             high = len(keys)
             if window.created_start is not None:
                 high = bisect.bisect_right(keys, (-window.created_start, "\uffff"))
-            ids = [record_id for _, record_id in keys[low:max(low, high)]]
+            ids = [record_id for _, record_id in keys[low : max(low, high)]]
             return self._slice(table, ids, offset, limit, Window())
 
     @staticmethod

@@ -112,6 +112,7 @@ class AccessInfo:
     subject: str
     scope: tuple[str, ...]
     org_id: str | None
+    client_id: str
 
 
 @dataclass
@@ -270,10 +271,13 @@ class AuthorizationServer:
             if entry is not None and entry.family.client_id == client_id:
                 self._revoke_family(entry.family)
 
-    def revoke_all(self) -> None:
+    def revoke_all(self, org_id: str | None = None) -> None:
+        """Revoke every token family, or only those refreshed for ``org_id`` (one org's grant
+        withdrawn while the client's other orgs keep theirs, issue 15)."""
         with self._lock:
             for family in self._stores.families:
-                self._revoke_family(family)
+                if org_id is None or family.org_id == org_id:
+                    self._revoke_family(family)
 
     # -- resource server side ------------------------------------------------------------------
 
@@ -284,7 +288,15 @@ class AuthorizationServer:
             entry = self._stores.access.get(token)
             if entry is None or entry.family.revoked or entry.expires_at <= now:
                 return None
-            return AccessInfo(self.subject, entry.family.scope, entry.family.org_id)
+            family = entry.family
+            return AccessInfo(self.subject, family.scope, family.org_id, family.client_id)
+
+    def issued_to(self, token: str) -> tuple[str, str | None] | None:
+        """(client id, org id) a token was issued to, valid or not: an API's rate limits count
+        every request of a client, expired tokens' included; None for an unknown token."""
+        with self._lock:
+            entry = self._stores.access.get(token)
+            return None if entry is None else (entry.family.client_id, entry.family.org_id)
 
     # -- internals (called with the lock held) -------------------------------------------------
 

@@ -413,8 +413,10 @@ class Refs:
 
     customers: list[Record] = field(default_factory=list)  # {id, full_id, name}
     partners: list[Record] = field(default_factory=list)  # {id, full_id, name}
-    # (id, full_id, customer ref, currency, total in cents)
-    orders: list[tuple[str, str, Record | None, str, int]] = field(default_factory=list)
+    # (id, full_id, customer ref, currency, total in cents, billing line items)
+    orders: list[tuple[str, str, Record | None, str, int, list[Record]]] = field(
+        default_factory=list
+    )
     manifests: list[tuple[str, str, Record | None]] = field(default_factory=list)
 
     def add(self, resource: str, record: Record) -> None:
@@ -431,6 +433,7 @@ class Refs:
                     record["customer"],
                     billing["currency"],
                     round(billing["total_amount"] * 100),
+                    billing["line_items"],
                 )
             )
         elif resource == "manifests":
@@ -570,11 +573,35 @@ def build_manifest(rng: random.Random, world: World, base: Record, created: int)
     }
 
 
+def _lines(items: list[tuple[str, str, int]]) -> list[Record]:
+    return [
+        {"code": code, "description": description, "amount": cents / 100}
+        for code, description, cents in items
+    ]
+
+
+def _invoice_lines(order_lines: list[Record], subtotal: int) -> list[Record]:
+    """The order's billing lines, the last one taking the cent that rounding the tax out of
+    the total moved; no random draw, so the seeded records stay what they were before invoices
+    had lines (issue 14)."""
+    items = [
+        (line["code"], line["description"], round(line["amount"] * 100)) for line in order_lines
+    ]
+    if not items:
+        return _lines([("LH", "Linehaul", subtotal)])
+    code, description, _ = items[-1]
+    items[-1] = (code, description, subtotal - sum(cents for _, _, cents in items[:-1]))
+    return _lines(items)
+
+
 def build_invoice(rng: random.Random, world: World, base: Record, created: int) -> Record:
     order_ref: Record | None = None
     customer, currency, total = _ref(rng, world.refs.customers), "USD", _cents(rng, 300, 9000)
+    order_lines: list[Record] = []
     if world.refs.orders:
-        order_id, order_full_id, customer, currency, total = _pick(rng, world.refs.orders)
+        order_id, order_full_id, customer, currency, total, order_lines = _pick(
+            rng, world.refs.orders
+        )
         order_ref = {"id": order_id, "full_id": order_full_id}
     tax = total - total * 100 // 113 if currency == "CAD" else 0
     paid = base["status"] == "paid"
@@ -590,6 +617,7 @@ def build_invoice(rng: random.Random, world: World, base: Record, created: int) 
         "issued_at": iso_ms(created),
         "due_on": _date(created + 30 * _DAY_MS),
         "paid_at": iso_ms(created + _int(rng, 1, 60) * _DAY_MS) if paid else None,
+        "line_items": _invoice_lines(order_lines, total - tax),
     }
 
 
@@ -603,6 +631,10 @@ def build_bill(rng: random.Random, world: World, base: Record, created: int) -> 
     subtotal = _cents(rng, 200, 5000)
     currency = "CAD" if rng.random() < 0.35 else "USD"
     tax = subtotal * 5 // 100 if currency == "CAD" else 0
+    linehaul = subtotal * 85 // 100
+    paid = base["status"] == "paid"
+    # Lines, dates and balance derived without a random draw (issue 14): the seeded records
+    # keep the values they had before bills carried them.
     return {
         **base,
         "partner": partner,
@@ -611,8 +643,14 @@ def build_bill(rng: random.Random, world: World, base: Record, created: int) -> 
         "subtotal_amount": subtotal / 100,
         "tax_amount": tax / 100,
         "total_amount": (subtotal + tax) / 100,
+        "balance_due": 0.0 if paid or base["status"] == "void" else (subtotal + tax) / 100,
+        "issued_at": iso_ms(created),
         "due_on": _date(created + 45 * _DAY_MS),
+        "paid_at": iso_ms(created + 40 * _DAY_MS) if paid else None,
         "carrier_invoice_number": f"{_int(rng, 10**5, 10**6)}-{_int(rng, 0, 100)}",
+        "line_items": _lines(
+            [("LH", "Linehaul", linehaul), ("FSC", "Fuel surcharge", subtotal - linehaul)]
+        ),
     }
 
 
@@ -687,10 +725,17 @@ class RecordFactory:
         record["version"] += 1
         if resource == "orders":
             record["notes"] = None if rng.random() < 0.5 else _pick(rng, _NOTES)
+            # The freight is revised: an edit changes a nested list too, so syncs must replace
+            # a parent's child rows with it (issue 14). Copies: pool lists are shared.
+            commodities = record["commodities"]
+            if len(commodities) > 1 and rng.random() < 0.5:
+                record["commodities"] = commodities[:-1]
+            elif commodities:
+                record["commodities"] = [*commodities, dict(commodities[0], quantity=1)]
         elif resource == "customers":
             record["is_active"] = status != "inactive"
             record["credit_limit"] = float(_int(rng, 5, 500) * 1000)
-        elif resource == "invoices":
+        elif resource in ("invoices", "bills"):
             paid = status == "paid"
             record["paid_at"] = iso_ms(now_ms) if paid else None
             record["balance_due"] = 0.0 if paid or status == "void" else record["total_amount"]

@@ -290,32 +290,29 @@ class Simulator:
 
     def change_api(self, **changes: Any) -> None:
         """Change the data API's behaviour from now on: ``profile``, ``end_inclusive``,
-        ``by_id``, ``max_limit``, ``oversize_limit``, ``include_total`` (see SimulatorConfig)."""
-        allowed = {
-            "profile",
-            "end_inclusive",
-            "by_id",
-            "max_limit",
-            "oversize_limit",
-            "include_total",
-        }
-        unknown = sorted(set(changes) - allowed)
-        if unknown:
-            raise ValueError(f"change_api cannot change {unknown}; only {sorted(allowed)}")
+        ``by_id``, ``max_limit``, ``oversize_limit``, ``include_total``, ``schema_drift_after`` (see
+        SimulatorConfig)."""
         self._app.change_api(**changes)
 
     def set_mutation(self, per_request: int | None = None, per_second: float | None = None) -> None:
         """Change live mutation; None keeps a rate, 0 stops it."""
         self._app.mutation.set(per_request, per_second)
 
-    def mutate(self, count: int, resource: str | None = None) -> dict[str, int]:
+    def mutate(
+        self, count: int, resource: str | None = None, org: str | None = None
+    ) -> dict[str, int]:
         """Apply `count` random mutations now: {"updated": a, "created": b, "deleted": c}.
 
-        All of them to `resource` if given, else spread over resources by size.
+        All of them to `resource` if given, else spread over resources by size; to ``org``'s
+        dataset if given (SimulatorConfig.orgs), else the default one.
         """
         if resource is not None:
             _check_resource(resource)
-        return self._app.mutation.mutate(count, resource)
+        if org is None:
+            return self._app.mutation.mutate(count, resource)
+        done = self._app.dataset_of(org).mutate(count, resource)
+        self._app.counters.add_all("mutations", done)
+        return done
 
     def delete(self, resource: str, record_ids: list[str]) -> int:
         """Delete these records now (tests that need a particular shift of the list)."""
@@ -324,10 +321,11 @@ class Simulator:
         self._app.counters.add_all("mutations", {"deleted": deleted})
         return deleted
 
-    def dump(self, resource: str) -> list[dict[str, Any]]:
-        """The live records of `resource` exactly as the API serves them, in API order."""
+    def dump(self, resource: str, org: str | None = None) -> list[dict[str, Any]]:
+        """The live records of `resource` exactly as the API serves them, in API order (those of
+        ``org``'s dataset when given: SimulatorConfig.orgs)."""
         _check_resource(resource)
-        return self._app.dataset.dump(resource)
+        return self._app.dataset_of(org).dump(resource)
 
     def poisoned(self, resource: str) -> list[str]:
         """Ids of the poison records planted in `resource` (SimulatorConfig.poison)."""
@@ -340,9 +338,9 @@ class Simulator:
     def reset_counters(self) -> None:
         self._app.counters.reset()
 
-    def revoke_all(self) -> None:
-        """Revoke every access and refresh token issued so far."""
-        self._app.oauth.revoke_all()
+    def revoke_all(self, org: str | None = None) -> None:
+        """Revoke every access and refresh token issued so far (only ``org``'s, if given)."""
+        self._app.oauth.revoke_all(org)
 
 
 def _check_resource(resource: str) -> None:

@@ -22,6 +22,8 @@ from config.settings import Settings
 from worker.clock import format_timestamp
 from worker.errors import ApiError, NotFound, Unauthorized
 from worker.source import http
+from worker.source.budget import budget_for
+from worker.source.concurrency import ConcurrencyController
 from worker.source.records import Decoder, Page, Record
 from worker.source.resources import Resource
 
@@ -32,6 +34,7 @@ class TokenSource(Protocol):
     """What the client needs from the credentials layer (``CredentialStore`` is one)."""
 
     refreshes: int  # token refreshes this source has made, for the run history
+    org: str  # whose records its tokens read: the run stores them under this org (issue 15)
 
     def access_token(self) -> str: ...
 
@@ -64,37 +67,60 @@ class RequestStats:
 
 
 class Throttle:
-    """Shared pacing for one resource's concurrent requests.
+    """Shared pacing for one resource's concurrent requests: how many may be in flight, which
+    :class:`~worker.source.concurrency.ConcurrencyController` decides from their latency,
+    throughput and 429s (issue 16), and a pause of every fetcher until a 429's Retry-After has
+    passed, so a rate-limited API sees the load drop at once."""
 
-    A 429 pauses every fetcher until its Retry-After has passed and halves how many requests
-    may be in flight; each success after that earns one slot back (additive increase,
-    multiplicative decrease, as TCP does), so a rate-limited API sees the load drop at once.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.max_limit = limit
-        self.limit = limit
+    def __init__(self, start: int, maximum: int) -> None:
+        self.controller = ConcurrencyController(start, maximum)
         self._in_flight = 0
         self._resume_at = 0.0
+        self._tickets = 0  # handed out, one per acquire
+        self._serving = 0  # the ticket whose turn it is
+        self._abandoned: set[int] = set()  # tickets given up while waiting
         self._cond = threading.Condition()
 
-    def acquire(self) -> None:
-        with self._cond:
-            while True:
-                wait = self._resume_at - time.monotonic()
-                if wait <= 0 and self._in_flight < self.limit:
-                    self._in_flight += 1
-                    return
-                self._cond.wait(timeout=wait if wait > 0 else None)
+    @property
+    def limit(self) -> int:
+        return self.controller.limit
 
-    def release(self, rate_limited_for: float | None = None) -> None:
+    def acquire(self) -> float:
+        """Wait for a slot, first come first served (so that the fetchers' parts advance
+        evenly and finish together); returns when the request may start (monotonic seconds)."""
+        with self._cond:
+            ticket = self._tickets
+            self._tickets += 1
+            try:
+                while True:
+                    now = time.monotonic()
+                    wait = self._resume_at - now
+                    if wait <= 0 and ticket == self._serving and self._in_flight < self.limit:
+                        self._in_flight += 1
+                        self._next_turn()
+                        return now
+                    self._cond.wait(timeout=wait if wait > 0 else None)
+            except BaseException:  # Ctrl-C while waiting: the tickets behind must not wait on
+                if ticket == self._serving:
+                    self._next_turn()
+                else:
+                    self._abandoned.add(ticket)
+                raise
+
+    def _next_turn(self) -> None:
+        self._serving += 1
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
+
+    def release(self, started: float, rate_limited_for: float | None = None) -> None:
         with self._cond:
             self._in_flight -= 1
+            now = time.monotonic()
+            self.controller.observe(started, now, rate_limited=rate_limited_for is not None)
             if rate_limited_for is not None:
-                self.limit = max(1, self.limit // 2)
-                self._resume_at = max(self._resume_at, time.monotonic() + rate_limited_for)
-            elif self.limit < self.max_limit:
-                self.limit += 1
+                self._resume_at = max(self._resume_at, now + rate_limited_for)
             self._cond.notify_all()
 
 
@@ -102,11 +128,19 @@ class RoseRocketClient:
     def __init__(
         self, settings: Settings, tokens: TokenSource, concurrency: int | None = None
     ) -> None:
+        """``concurrency``: a fixed number of requests in flight; by default it starts at
+        SYNC_CONCURRENCY and adapts up to SYNC_MAX_CONCURRENCY (worker/source/concurrency.py)."""
         self.base_url = settings.api_url.rstrip("/")
         self.tokens = tokens
         self.timeout = http.timeouts(settings.http_timeout_seconds)
         self.stats = RequestStats()
-        self.throttle = Throttle(concurrency or settings.sync_concurrency)
+        self.throttle = (
+            Throttle(concurrency, concurrency)
+            if concurrency is not None
+            else Throttle(settings.sync_concurrency, settings.sync_max_concurrency)
+        )
+        # API_RATE_LIMIT, shared with every process reading the same org or client (issue 15)
+        self.budget = budget_for(settings, tokens.org)
         self._decoders: dict[str, Decoder] = {}
         self._retrying = http.retrying(
             settings, on_retry=lambda _exc, _sleep: self.stats.add(retries=1)
@@ -200,9 +234,11 @@ class RoseRocketClient:
         self, url: str, params: dict[str, str | int], token: str, what: str
     ) -> requests.Response:
         self.stats.add(requests=1)
-        self.throttle.acquire()
+        started = self.throttle.acquire()
         rate_limited_for: float | None = None
         try:
+            # Last, right before the request: a token taken earlier could go out in a clump.
+            self.budget.wait()
             response = http.send(
                 "GET",
                 url,
@@ -214,9 +250,10 @@ class RoseRocketClient:
             )
             if response.status_code == 429:
                 rate_limited_for = http.retry_after(response) or 1.0
+                self.budget.rate_limited(rate_limited_for)
             return response
         finally:
-            self.throttle.release(rate_limited_for)
+            self.throttle.release(started, rate_limited_for)
 
 
 def _message(response: requests.Response) -> str:

@@ -118,8 +118,11 @@ def _unreachable_cause(exc: BaseException) -> str | None:
             return _UNREACHABLE[seen.errno]
         reason = getattr(seen, "reason", None)
         nested = reason if isinstance(reason, BaseException) else None
-        seen = nested or seen.__cause__ or seen.__context__ or (
-            seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = (
+            nested
+            or seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
         )
     return None
 

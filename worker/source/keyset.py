@@ -80,7 +80,9 @@ class KeysetPager:
         total = first.total
         if total is None or self.concurrency == 1 or total <= 2 * self.page_size:
             return [Slice(0, lower, None)], first
-        parts = min(self.concurrency, math.ceil(total / self.page_size))
+        # at least two pages a slice: a slice costs a probe request, and since the number of
+        # slices is SYNC_MAX_CONCURRENCY (issue 16), a small window would be all probes
+        parts = min(self.concurrency, math.ceil(total / (2 * self.page_size)))
         offsets = [total * k // parts for k in range(1, parts)]
         with ThreadPoolExecutor(max_workers=len(offsets), thread_name_prefix="probe") as pool:
             probes = list(pool.map(lambda o: self._page(lower, None, offset=o, limit=1), offsets))

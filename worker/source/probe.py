@@ -26,13 +26,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from worker.clock import parse_timestamp, utcnow
 from worker.errors import ApiError, NotFound
-from worker.source.api import RoseRocketClient
-from worker.source.records import Page, Record
 from worker.source.resources import Resource
+
+if TYPE_CHECKING:  # annotations only: `status` reads Capabilities without HTTP (issue 16)
+    from worker.source.api import RoseRocketClient
+    from worker.source.records import Page, Record
 
 Strategy = Literal["keyset", "sweep"]
 

@@ -27,6 +27,17 @@ class Column:
 
 
 @dataclass(frozen=True, slots=True)
+class Child:
+    """A list nested in each record (issue 14, item 1), stored one row per element in
+    ``rr_<resource>__<name>``: the parent's key, the element's position (0-based, as in the
+    JSON), ``columns`` read from the element (paths relative to it) and the element itself."""
+
+    name: str
+    path: str  # dotted path of the list in the record: "billing.line_items"
+    columns: tuple[Column, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Resource:
     """One list endpoint of the v1 API and the ``rr_<name>`` table it fills."""
 
@@ -38,10 +49,14 @@ class Resource:
     id_field: str = "id"
     cursor_field: str = "updated_at"
     created_field: str = "created_at"  # what `created_start_at` filters on (sweep windows)
+    children: tuple[Child, ...] = ()
 
     @property
     def table(self) -> str:
         return f"rr_{self.name}"
+
+    def child_table(self, child: Child) -> str:
+        return f"rr_{self.name}__{child.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +80,41 @@ class Endpoint:
         )
 
 
-def _v1(name: str, *columns: Column, path: str | None = None) -> Resource:
+def _v1(
+    name: str, *columns: Column, path: str | None = None, children: tuple[Child, ...] = ()
+) -> Resource:
     return Endpoint(f"/api/v1/{path or name}").applied_to(
-        Resource(name=name, endpoint="", records_key="", item_key="", columns=columns)
+        Resource(
+            name=name, endpoint="", records_key="", item_key="", columns=columns, children=children
+        )
     )
 
 
 _CREATED = Column("created_at", "created_at", "timestamp")
+
+
+# What an analyst asks of invoices and bills (issue 14, item 4): currency, the amounts, dates.
+_MONEY = (
+    Column("currency", "currency"),
+    Column("subtotal_amount", "subtotal_amount", "numeric"),
+    Column("tax_amount", "tax_amount", "numeric"),
+    Column("total_amount", "total_amount", "numeric"),
+    Column("balance_due", "balance_due", "numeric"),
+    Column("issued_at", "issued_at", "timestamp"),
+    Column("due_on", "due_on", "timestamp"),  # a date: midnight UTC
+    Column("paid_at", "paid_at", "timestamp"),
+)
+
+_LINE_ITEMS = Child(
+    "line_items",
+    "line_items",
+    (
+        Column("code", "code"),
+        Column("description", "description"),
+        Column("amount", "amount", "numeric"),
+    ),
+)
+
 
 REGISTRY: dict[str, Resource] = {
     r.name: r
@@ -94,6 +137,26 @@ REGISTRY: dict[str, Resource] = {
             Column("currency", "billing.currency"),
             Column("total_amount", "billing.total_amount", "numeric"),
             _CREATED,
+            children=(
+                Child(
+                    "commodities",
+                    "commodities",
+                    (
+                        Column("description", "description"),
+                        Column("quantity", "quantity", "integer"),
+                        Column("pieces", "pieces", "integer"),
+                        Column("weight", "weight", "numeric"),
+                        Column("weight_unit", "weight_unit"),
+                        Column("freight_class", "freight_class"),
+                        Column("is_hazmat", "is_hazmat", "boolean"),
+                    ),
+                ),
+                Child(
+                    "reference_numbers",
+                    "reference_numbers",
+                    (Column("type", "type"), Column("value", "value")),
+                ),
+            ),
         ),
         _v1(
             "manifests",
@@ -101,6 +164,20 @@ REGISTRY: dict[str, Resource] = {
             Column("status", "status"),
             Column("carrier_id", "carrier.id"),
             _CREATED,
+            children=(
+                Child(
+                    "stops",
+                    "stops",
+                    (
+                        Column("sequence", "sequence", "integer"),
+                        Column("type", "type"),
+                        Column("city", "city"),
+                        Column("state", "state"),
+                        Column("country", "country"),
+                        Column("scheduled_at", "scheduled_at", "timestamp"),
+                    ),
+                ),
+            ),
         ),
         # Carriers: public client code lists them at /api/v1/partner_carriers (not /partners).
         _v1(
@@ -118,16 +195,18 @@ REGISTRY: dict[str, Resource] = {
             Column("status", "status"),
             Column("customer_id", "customer.id"),
             Column("order_id", "order.id"),
-            Column("total_amount", "total_amount", "numeric"),
+            *_MONEY,
             _CREATED,
+            children=(_LINE_ITEMS,),
         ),
         _v1(
             "bills",
             Column("full_id", "full_id"),
             Column("status", "status"),
             Column("partner_id", "partner.id"),
-            Column("total_amount", "total_amount", "numeric"),
+            *_MONEY,
             _CREATED,
+            children=(_LINE_ITEMS,),
         ),
     )
 }

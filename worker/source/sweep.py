@@ -97,7 +97,8 @@ class SweepPager:
         total = first.total
         if total is None or self.concurrency == 1 or total <= 2 * self.page_size:
             return [Part(0, 0, None)], first
-        count = min(self.concurrency, math.ceil(total / self.stride))
+        # at least two pages a part, as in keyset.py: each junction costs an overlap
+        count = min(self.concurrency, math.ceil(total / (2 * self.stride)))
         edges = [total * k // count for k in range(count)]
         parts = [Part(i, edges[i], edges[i + 1]) for i in range(count - 1)]
         return [*parts, Part(count - 1, edges[-1], None)], first

@@ -7,7 +7,8 @@ The loop (keyset.py reads, warehouse/load.py writes):
    (nothing for ``full``) so that a record committed at the cursor's instant is read again;
    the upsert makes that overlap harmless;
 3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
-   stays flat: at most ``2 x concurrency`` pages wait), which gathers them into
+   stays flat: at most ``2 x SYNC_CONCURRENCY`` pages wait, however many requests are in
+   flight: worker/source/concurrency.py adapts that, issue 16), which gathers them into
    batches for the writers (commits.py), each batch one transaction with its checkpoint; then a
    catch-up read from the newest position picks up what moved meanwhile;
 4. the cursor only advances to where *every* slice before it is complete, and never past the
@@ -35,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
+from worker.clock import utcnow
 from worker.errors import (
     ApiError,
     ConfigError,
@@ -46,10 +48,13 @@ from worker.errors import (
     RoseSyncError,
     Unreachable,
     WarehouseUnavailable,
+    Yielded,
 )
 from worker.logs import redact
 from worker.source.api import RoseRocketClient, TokenSource
 from worker.source.chunks import Chunk, Pager
+from worker.source.concurrency import Summary
+from worker.source.fields import Shape
 from worker.source.keyset import KeysetPager
 from worker.source.records import Page, Record
 from worker.source.resources import Resource
@@ -58,6 +63,7 @@ from worker.sync import strategy
 from worker.sync.commits import Committer, Covered
 from worker.sync.lease import Lease
 from worker.sync.reconcile import reconcile, sweep_deletions
+from worker.warehouse import drift
 from worker.warehouse import leases as lease_rows
 from worker.warehouse.db import disk_full, is_disk_full
 from worker.warehouse.load import Loader
@@ -83,6 +89,7 @@ class SyncResult:
 
     run: RunRow
     error: BaseException | None = None
+    concurrency: Summary | None = None  # how many requests it kept in flight (issue 16)
 
     @property
     def ok(self) -> bool:
@@ -104,9 +111,18 @@ def sync_resource(
     task_id: str | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    page_limit: int = 0,
 ) -> SyncResult:
-    """Run one sync of ``resource``; never raises for a failed run (see ``SyncResult``)."""
-    org = settings.credential_name
+    """Run one sync of ``resource`` for the org of ``tokens``; never raises for a failed run
+    (see ``SyncResult``). The org comes from the token source, so the rows and state can only
+    be those of the org whose token read them (issue 15).
+
+    ``page_limit`` (SYNC_PAGES_PER_TASK, for Celery tasks): an incremental keyset run stops
+    with :class:`Yielded` once it has read that many pages and more remain; its cursor is
+    committed with its pages, so the next run resumes there (issue 15, item 6). Full runs
+    and sweeps never yield: a full run starts from the beginning and a sweep pages by offset
+    over the whole list, so a second task could not resume either, only start over."""
+    org = tokens.org
     mode = "full" if full else "incremental"
     lease = Lease(engine, lease_name(resource.name, org), settings.lock_ttl_seconds)
     if not lease.acquire():
@@ -129,6 +145,7 @@ def sync_resource(
             run = _Run(
                 settings, engine, tokens, resource, org, (run_id, started), lease, progress, stop
             )
+            run.page_limit = 0 if full else page_limit
             try:
                 run.execute(cursor, full)
             except Interrupted as exc:
@@ -153,7 +170,7 @@ def sync_resource(
                 return SyncResult(
                     run.finish("failed", redact(f"{exc.__class__.__name__}: {exc}")[:2000]), exc
                 )
-            return SyncResult(run.finish("succeeded"))
+            return SyncResult(run.finish("succeeded"), concurrency=run.concurrency())
     finally:
         lease.release()
 
@@ -185,9 +202,25 @@ class _Run:
         self.ceiling = self.started - timedelta(seconds=settings.sync_clock_skew_seconds)
         self.refreshes_before = tokens.refreshes
         self.pages = self.records = self.deleted = 0
+        self.page_limit = 0  # pages after which an incremental keyset run yields (0: never)
+        self.submitted = 0  # pages handed to the committer
+        self.resumed_from: datetime | None = None  # the cursor the run started from
         self.expected: int | None = None
         self.cursor: datetime | None = None  # as last handed to the committer
+        self.shape = Shape()  # the fields the records had (issue 14, item 2: schema drift)
         self._lock = threading.Lock()  # counters and progress, updated by the writer threads
+
+    def concurrency(self) -> Summary:
+        summary = self.client.throttle.controller.summary()
+        log.info(
+            "%s: requests in flight started at %d, settled at %d, at most %d (%d changes)",
+            self.resource.name,
+            summary.start,
+            summary.settled,
+            summary.highest,
+            len(summary.decisions),
+        )
+        return summary
 
     def stats(self) -> dict[str, int]:
         """What the API client has counted so far in this run."""
@@ -203,7 +236,7 @@ class _Run:
         }
 
     def execute(self, cursor: datetime | None, full: bool) -> None:
-        self.cursor = cursor
+        self.cursor = self.resumed_from = cursor
         paging = strategy.paging_for(
             self.settings, self.engine, self.client, self.resource, self.org
         )
@@ -227,7 +260,11 @@ class _Run:
                 f"if the API serves it elsewhere set SYNC_ENDPOINTS={self.resource.name}="
                 "/api/v1/<path>, else leave it out of SYNC_RESOURCES"
             )
-        concurrency = self.settings.sync_concurrency
+        # more parts than requests may ever be in flight: the client's throttle decides how
+        # many are (worker/source/concurrency.py, issue 16), _fetching starts a thread per
+        # request in flight, and a thread done with its part takes the next, so that the run
+        # does not end on one long part read alone
+        concurrency = PARTS_PER_REQUEST * self.settings.sync_max_concurrency
         if paging.strategy == "sweep":
             self._sweep(paging, full)
             return
@@ -267,7 +304,8 @@ class _Run:
         """The whole list, then the deletions it reveals; or, between sweeps (at most every
         SYNC_SWEEP_INTERVAL_SECONDS), only the records created since the last one."""
         known = paging.capabilities
-        concurrency = self.settings.sync_concurrency
+        concurrency = PARTS_PER_REQUEST * self.settings.sync_max_concurrency  # see _read
+        self.page_limit = 0  # a sweep cannot resume from a cursor: it never yields
         previous, created_cursor = sweep_marks(self.engine, self.resource.name, self.org)
         interval = timedelta(seconds=self.settings.sync_sweep_interval_seconds)
         if (
@@ -343,18 +381,35 @@ class _Run:
         progress = _Checkpoints(len(parts), lower)
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
-            with _fetching(pager, parts, first, self.loader.rows) as batches:
+            depth = 2 * min(len(parts), self.settings.sync_concurrency)
+            # A run that may yield commits in batches of at most its page limit, so that it
+            # yields after that many pages, not after whatever arrived at once.
+            batch_pages = self.page_limit or None
+            with _fetching(
+                pager,
+                parts,
+                first,
+                self._rows,
+                depth,
+                lambda: self.client.throttle.limit,
+                batch_pages,
+            ) as batches:
                 for batch in batches:
                     self._submit(committer, batch, progress)
             for chunk in pager.follow_up():
-                self._submit(committer, [(chunk, self.loader.rows(chunk.records))], progress)
+                self._submit(committer, [(chunk, self._rows(chunk.records))], progress)
         final = committer.ledger.newest
         if final is not None:  # the batches in flight may have written less
             self._store([], final, pages=0)
         self._check_stop()
 
+    def _rows(self, records: list[Record]) -> list[Row]:
+        """A page's rows, and a sample of its records' shape (on the fetcher threads)."""
+        self.shape.sample(records)
+        return self.loader.rows(records)
+
     def _store_records(self, records: list[Record]) -> None:
-        self._store(self.loader.rows(records))
+        self._store(self._rows(records))
 
     def _retry_quarantined(self) -> None:
         """Records earlier runs quarantined, fetched again by id: one that loads now leaves the
@@ -384,6 +439,16 @@ class _Run:
     def _submit(self, committer: Committer, batch: list[Loaded], progress: _Checkpoints) -> None:
         """Pages that arrived together commit together, with the cursor after the last."""
         self._check_stop()
+        moved = self.cursor is not None and self.cursor != self.resumed_from
+        if self.page_limit and self.submitted >= self.page_limit and moved:
+            # More pages are waiting: make way for other tasks (what is submitted commits).
+            # Only once the cursor moved, so that the next run starts further on: a run whose
+            # first slice got no page yet reads on (slices complete out of order).
+            raise Yielded(
+                f"{self.resource.name}: read {self.submitted} pages, SYNC_PAGES_PER_TASK="
+                f"{self.page_limit}; enqueued again, it resumes from its cursor"
+            )
+        self.submitted += len(batch)
         rows: list[Row] = []
         for chunk, chunk_rows in batch:
             safe = progress.update(chunk)
@@ -407,6 +472,7 @@ class _Run:
                 self.progress(self.resource.name, self.records, self.expected)
 
     def finish(self, status: str, error: str | None = None) -> RunRow:
+        self._record_drift(status == "succeeded")
         run = finish_run(
             self.engine, self.run_id, self.resource.name, self.org, status, self.counters(), error
         )
@@ -421,6 +487,32 @@ class _Run:
             run.retries,
         )
         return run
+
+    def _record_drift(self, complete: bool) -> None:
+        """Schema drift is a finding, not a failure: it never changes the run's outcome, and
+        a failure to record it is logged, not raised (the run's own row matters more)."""
+        try:
+            changes = drift.record(
+                self.engine,
+                self.resource,
+                self.org,
+                self.run_id,
+                self.shape.types,
+                self.shape.sampled,
+                self.loader.unparsable,
+                utcnow(),
+                complete,
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("%s: schema drift not recorded: %s", self.resource.name, exc)
+            return
+        if changes:
+            log.warning(
+                "%s: schema drift, %d change(s) (see rrsync_drift, `rosesync status`): %s",
+                self.resource.name,
+                len(changes),
+                "; ".join(f"{c.path} {c.change} ({c.detail})" for c in changes[:5]),
+            )
 
 
 class _Checkpoints:
@@ -457,6 +549,7 @@ Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into 
 # fast API gets few, large transactions, and a slow one still a commit every half second.
 BATCH_RECORDS = 2000
 BATCH_SECONDS = 0.5
+PARTS_PER_REQUEST = 2  # parts planned per request that may be in flight (see _Run._read)
 
 
 @contextmanager
@@ -465,6 +558,9 @@ def _fetching(
     parts: Sequence[Any],
     first: Page,
     prepare: Callable[[list[Record]], list[Row]],
+    depth: int,
+    wanted: Callable[[], int],
+    batch_pages: int | None = None,
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every part on its own thread; yields batches of the pages as they arrive, in this
     thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
@@ -473,11 +569,15 @@ def _fetching(
     part; the writer's time goes to the database driver, which releases the GIL), so the two
     halves of the work overlap on two cores.
 
+    At most ``depth`` pages wait in the queue: memory stays flat whatever the number of parts.
+
     Any fetcher's error is re-raised here. On the way out (done, error or interrupt) the
     fetchers are told to stop and are joined, so no thread outlives the run.
     """
-    chunks: queue.Queue[object] = queue.Queue(maxsize=2 * len(parts))
+    chunks: queue.Queue[object] = queue.Queue(maxsize=depth)
     halt = threading.Event()
+    waiting = list(reversed(parts))  # parts no thread has taken yet, next one last
+    lock = threading.Lock()
 
     def put(item: object) -> None:
         while not halt.is_set():
@@ -487,26 +587,38 @@ def _fetching(
             except queue.Full:
                 continue
 
-    def fetch(part: Any) -> None:
-        try:
-            for chunk in pager.read(part, first if part.index == 0 else None):
-                put((replace(chunk, records=[]), prepare(chunk.records)))
-                if halt.is_set():
+    def fetch() -> None:
+        while not halt.is_set():
+            with lock:
+                if not waiting:
                     return
-        except BaseException as exc:  # handed to the writer, which re-raises it
-            put(exc)
-        finally:
-            put(_END)
+                part = waiting.pop()
+            try:
+                for chunk in pager.read(part, first if part.index == 0 else None):
+                    put((replace(chunk, records=[]), prepare(chunk.records)))
+                    if halt.is_set():
+                        return
+            except BaseException as exc:  # handed to the writer, which re-raises it
+                put(exc)
+                return
+            finally:
+                put(_END)
 
-    threads = [
-        threading.Thread(target=fetch, args=(part,), name=f"fetch-{part.index}", daemon=True)
-        for part in parts
-    ]
-    for thread in threads:
-        thread.start()
+    threads: list[threading.Thread] = []
+
+    def grow() -> None:
+        """A thread per request that may be in flight, up to one per part not yet taken: no
+        more threads than requests (each thread's decoding has its own allocations, and a
+        thread waiting at the throttle would only hold memory)."""
+        while len(threads) < wanted() and waiting:
+            thread = threading.Thread(target=fetch, name=f"fetch-{len(threads)}", daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    grow()
 
     def drain() -> Iterator[list[Loaded]]:
-        running = len(threads)
+        running = len(parts)
         batch: list[Loaded] = []
         size = 0
         deadline = 0.0
@@ -518,6 +630,7 @@ def _fetching(
                 yield batch
                 batch, size = [], 0
                 continue
+            grow()  # the throttle may allow more requests in flight by now
             if item is _END:
                 running -= 1
             elif isinstance(item, BaseException):
@@ -530,7 +643,7 @@ def _fetching(
                     deadline = time.monotonic() + BATCH_SECONDS
                 batch.append(loaded)
                 size += len(loaded[1])
-                if size >= BATCH_RECORDS:
+                if size >= BATCH_RECORDS or len(batch) == batch_pages:
                     yield batch
                     batch, size = [], 0
         if batch:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from config.settings import Settings
-from worker.source.api import RoseRocketClient, TokenSource
 from worker.source.probe import Capabilities, Probe, Strategy, choose
 from worker.source.resources import Resource
 from worker.warehouse import capabilities as stored
+
+if TYPE_CHECKING:
+    from worker.source.api import RoseRocketClient, TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,16 @@ def probe_resources(
     settings: Settings, engine: Engine, tokens: TokenSource, resources: list[Resource], org: str
 ) -> list[Paging]:
     """`rosesync resources --probe`: probe every resource now."""
+    # HTTP only here: `status` and `resources` read the stored paging (issue 16)
+    from worker.source.api import RoseRocketClient
+
     client = RoseRocketClient(settings, tokens)
     return [paging_for(settings, engine, client, r, org, probe=True) for r in resources]
 
 
-def known_paging(settings: Settings, engine: Engine, resources: list[Resource], org: str) -> dict[
-    str, Paging | None
-]:
+def known_paging(
+    settings: Settings, engine: Engine, resources: list[Resource], org: str
+) -> dict[str, Paging | None]:
     """What the last probes found, without probing (`rosesync resources`, `rosesync status`)."""
     found: dict[str, Paging | None] = {}
     for resource in resources:

@@ -39,6 +39,7 @@ class CredentialRow:
     last_error: str | None
     refresh_failures: int = 0  # failed refresh cycles in a row
     refresh_blocked_until: datetime | None = None  # no token request before this
+    paused_at: datetime | None = None  # set: beat does not sync the org (issue 15)
 
     @property
     def issued_at(self) -> datetime:
@@ -59,6 +60,7 @@ def _row(row: sa.Row[tuple[object, ...]]) -> CredentialRow:
         last_error=row.last_error,
         refresh_failures=row.refresh_failures,
         refresh_blocked_until=row.refresh_blocked_until,
+        paused_at=row.paused_at,
     )
 
 
@@ -161,3 +163,21 @@ def block_refresh(conn: sa.Connection, org: str, error: str, until: datetime) ->
             updated_at=utcnow(),
         )
     )
+
+
+def set_paused(engine: Engine, org: str, paused_at: datetime | None) -> bool:
+    """Pause (a time) or resume (None) the org's syncs; False when no credential is stored."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            credentials.update()
+            .where(credentials.c.org == org)
+            .values(paused_at=paused_at, updated_at=utcnow())
+        )
+    return bool(result.rowcount)
+
+
+def delete(engine: Engine, org: str) -> bool:
+    """Forget the org's credential (its tokens); False when none was stored."""
+    with engine.begin() as conn:
+        result = conn.execute(credentials.delete().where(credentials.c.org == org))
+    return bool(result.rowcount)

@@ -19,20 +19,18 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
 from worker.errors import ConfigError, RoseSyncError, Unreachable, WarehouseFull
 from worker.logs import redact, safe_url
-from worker.warehouse import duck
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _READONLY = "rrsync_readonly"
@@ -116,19 +114,19 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
-        if not pooled:
-            return sa.create_engine(
-                parsed,
-                poolclass=sa.pool.NullPool,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            )
-        return sa.create_engine(
-            parsed,
-            pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+        own, data = parsed.query.get(OWN_PARAMETER), parsed.query.get(DATA_PARAMETER)
+        parsed = parsed.difference_update_query([OWN_PARAMETER, DATA_PARAMETER])
+        pool: dict[str, Any] = (
+            {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+            if pooled
+            else {"poolclass": sa.pool.NullPool}
         )
+        engine = sa.create_engine(
+            parsed, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **pool
+        )
+        if isinstance(own, str):
+            _place(engine, own, data if isinstance(data, str) else None)
+        return engine
     path = database_file(url)
     if path is not None:
         try:
@@ -136,6 +134,9 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
         except OSError as exc:
             raise connection_error(url, exc) from None
     if parsed.get_backend_name() == "duckdb":
+        # Imported here: DuckDB costs a SQLite or PostgreSQL deployment nothing at start-up.
+        from worker.warehouse import duck
+
         return duck.create_engine(parsed)
     engine = sa.create_engine(
         parsed,
@@ -144,6 +145,37 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
     )
     _tune_sqlite(engine)
     return engine
+
+
+# Where things land on PostgreSQL (issue 14, item 3), carried by the URL so that every engine
+# of a process, and every process, agrees (Settings.warehouse_url adds them): rosesync's own
+# tables in one schema, the rr_* tables in another (default: the connection's own default).
+OWN_PARAMETER = "rrsync_own"
+DATA_PARAMETER = "rrsync_data"
+_SCHEMAS = "rrsync_schemas"  # connection info: (data, own) as placed
+
+
+def _place(engine: Engine, own: str, data: str | None) -> None:
+    """Every connection's search_path becomes "data, own": unqualified names (SQLAlchemy's
+    tables, the loader's raw SQL, Alembic) find the rr_* tables in the first and rosesync's
+    own in the second, and a new table lands in the first (migrate.py switches the order
+    while it creates rosesync's own)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT current_schema()")
+            default = cursor.fetchone()[0] or "public"
+            schema = data or default
+            cursor.execute(f'SET search_path TO "{schema}", "{own}"')
+        dbapi_connection.commit()
+        record.info[_SCHEMAS] = (schema, own)
+
+
+def schemas(conn: sa.Connection) -> tuple[str, str] | None:
+    """(data, own) schemas of a PostgreSQL connection placed by :func:`_place`, else None."""
+    placed = conn.connection.info.get(_SCHEMAS)
+    return placed if isinstance(placed, tuple) else None
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -185,9 +217,21 @@ def is_disk_full(exc: BaseException) -> bool:
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(orig, sqlite3.Error):
         return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    if isinstance(orig, duckdb.IOException):
+    duckdb = sys.modules.get("duckdb")  # imported only by a DuckDB deployment (duck.py)
+    if duckdb is not None and isinstance(orig, duckdb.IOException):
         return os.strerror(errno.ENOSPC) in str(orig)
-    return isinstance(orig, psycopg.Error) and orig.sqlstate == _DISK_FULL
+    return sqlstate(orig) == _DISK_FULL
+
+
+def sqlstate(error: BaseException | None) -> str | None:
+    """PostgreSQL's SQLSTATE of a psycopg error ("" when it has none); None for anything else.
+
+    psycopg as already imported, if it was: a psycopg error means it was, and a SQLite
+    deployment does not pay the 50 ms of importing it at start-up (issue 16)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(error, psycopg.Error):
+        return None
+    return str(error.sqlstate or "")
 
 
 def disk_full(engine: Engine, exc: BaseException, what: str) -> WarehouseFull:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from alembic.migration import MigrationContext
 
 from worker.warehouse.db import connection_error, engine_for, require_existing
-from worker.warehouse.migrate import VERSION_TABLE, head_revision
+from worker.warehouse.migrate import head_revision, stored_revision
 from worker.warehouse.schema import resource_tables
 
 
@@ -31,9 +30,7 @@ def health(database_url: str) -> Health:
     engine = engine_for(database_url)
     try:
         with engine.connect() as conn:
-            revision = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE}
-            ).get_current_revision()
+            revision = stored_revision(conn)
             existing = set(sa.inspect(conn).get_table_names())
     except sa.exc.DBAPIError as exc:
         raise connection_error(database_url, exc) from None

@@ -1,8 +1,8 @@
 """Loading pages into ``rr_<resource>``: bulk, idempotent, and committed with the checkpoint.
 
-Every batch of pages is one transaction holding the upsert of its rows, the advanced cursor,
-the run's counters and the lease renewal (the fence). A crash anywhere leaves either all of it
-or none.
+Every batch of pages is one transaction holding the upsert of its rows, their child rows
+(warehouse/children.py), the advanced cursor, the run's counters and the lease renewal (the
+fence). A crash anywhere leaves either all of it or none.
 
 The upsert never lets an older version overwrite a newer one (``updated_at`` decides, per column,
 with a CASE) but always stamps ``synced_at`` and clears ``deleted_at``: a full sync relies on
@@ -32,15 +32,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import duckdb
-import psycopg
 import sqlalchemy as sa
-from psycopg.types.json import set_json_dumps
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -48,9 +46,10 @@ from worker.clock import utcnow
 from worker.errors import QuarantineFull
 from worker.logs import redact
 from worker.source.records import Record
-from worker.source.resources import Resource
+from worker.source.resources import Column, Resource
 from worker.warehouse import quarantine
-from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader
+from worker.warehouse.children import ChildWriter
+from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader, sqlstate
 from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
 from worker.warehouse.schema import resource_tables
@@ -71,21 +70,26 @@ def refusal(exc: BaseException) -> str | None:
     """The database's one-line reason when ``exc`` refuses some row's data; None for anything
     else (a lost connection, a full disk, a bug), which must fail the batch as it is."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-    if isinstance(orig, psycopg.Error):
-        if (orig.sqlstate or "")[:2] not in _REFUSING_CLASSES:
+    state = sqlstate(orig)
+    if state is not None:
+        if state[:2] not in _REFUSING_CLASSES:
             return None
-    elif not isinstance(
-        orig,
-        sqlite3.IntegrityError
-        | sqlite3.DataError
-        | UnicodeError
-        | duckdb.DataError  # a value its column cannot hold
-        | duckdb.IntegrityError
-        | duckdb.InvalidInputException,  # JSON DuckDB cannot parse
+    elif not isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | UnicodeError) and not (
+        _duckdb_refuses(orig)
     ):
         return None
     lines = str(orig).strip().splitlines()  # PostgreSQL's DETAIL and CONTEXT quote the data
     return redact(" ".join((lines[0] if lines else type(orig).__name__).split()))[:300]
+
+
+def _duckdb_refuses(error: BaseException | None) -> bool:
+    """A value its column cannot hold, or JSON DuckDB cannot parse. DuckDB as already imported:
+    an error of its own means it was (see db.sqlstate)."""
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is None:
+        return False
+    refusing = duckdb.DataError | duckdb.IntegrityError | duckdb.InvalidInputException
+    return isinstance(error, refusing)
 
 
 def _forget_stages(conn: sa.Connection) -> None:
@@ -117,7 +121,8 @@ class Loader:
         self.table = resource_tables[resource.name]
         self.postgres = is_postgres(engine)
         self.duckdb = engine.dialect.name == "duckdb"
-        self._builder = RowBuilder(resource, self.postgres, native=self.postgres or self.duckdb)
+        native = self.postgres or self.duckdb
+        self._builder = RowBuilder(resource, self.postgres, org=org, native=native)
         self._names = self._builder.columns
         self._data = self._names.index("data")
         self._statement = (
@@ -125,6 +130,7 @@ class Loader:
             if engine.dialect.name == "sqlite"
             else self._newest_statement(self._duckdb_stage() if self.duckdb else self._pg_stage())
         )
+        self._children = ChildWriter(resource, self.table, engine.dialect)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
         # this run, the keys now quarantined (released when their record loads), and the new
         # ones this run set aside (what SYNC_MAX_QUARANTINE limits).
@@ -141,10 +147,10 @@ class Loader:
         keep_newest = {
             name: sa.case((newer, excluded[name]), else_=self.table.c[name])
             for name in self._names
-            if name not in ("id", "synced_at", "deleted_at")
+            if name not in ("org", "id", "synced_at", "deleted_at")
         }
         return insert.on_conflict_do_update(
-            index_elements=[self.table.c.id],
+            index_elements=[self.table.c.org, self.table.c.id],
             set_={**keep_newest, "synced_at": excluded.synced_at, "deleted_at": sa.null()},
         )
 
@@ -181,6 +187,11 @@ class Loader:
         )
         insert = postgresql.insert(self.table).from_select(self._names, newest)
         return str(self._on_conflict(insert).compile(dialect=self.engine.dialect))
+
+    @property
+    def unparsable(self) -> dict[Column, int]:
+        """Values stored NULL so far this run, per typed column (issue 14, item 2)."""
+        return dict(self._builder.unparsable)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -350,11 +361,18 @@ class Loader:
         if self.duckdb:
             columns = tuple(list(column) for column in zip(*rows, strict=True))
             conn.exec_driver_sql(self._statement, columns)
+            if self._children:
+                self._children.write_duckdb(conn, self._names, rows)
             return
         if not self.postgres:
             conn.exec_driver_sql(self._statement, rows)
+            if self._children:
+                self._children.write_sqlite(conn, self._names, rows)
             return
         dbapi = conn.connection.dbapi_connection
+        import psycopg  # here: a SQLite deployment never imports it (issue 16)
+        from psycopg.types.json import set_json_dumps
+
         assert isinstance(dbapi, psycopg.Connection)
         staged: set[str] = conn.connection.info.setdefault(_STAGES, set())
         with dbapi.cursor() as cursor:
@@ -377,13 +395,18 @@ class Loader:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(self._statement)
+            if self._children:
+                self._children.write_postgres(cursor, self._names, rows)
 
     # -- reconciliation (worker/sync/reconcile.py) -------------------------------------------
 
     def _live_in(
         self, lower: datetime | None, upper: datetime | None, upper_inclusive: bool = False
     ) -> list[sa.ColumnElement[bool]]:
-        where: list[sa.ColumnElement[bool]] = [self.table.c.deleted_at.is_(None)]
+        where: list[sa.ColumnElement[bool]] = [
+            self.table.c.org == self.org,
+            self.table.c.deleted_at.is_(None),
+        ]
         if lower is not None:
             where.append(self.table.c.updated_at >= lower)
         if upper is not None:
@@ -431,7 +454,11 @@ class Loader:
             fence(conn)
             result = conn.execute(
                 self.table.update()
-                .where(self.table.c.id.in_(list(ids)), self.table.c.deleted_at.is_(None))
+                .where(
+                    self.table.c.org == self.org,
+                    self.table.c.id.in_(list(ids)),
+                    self.table.c.deleted_at.is_(None),
+                )
                 .values(deleted_at=utcnow())
             )
             return int(result.rowcount)
@@ -442,7 +469,11 @@ class Loader:
             fence(conn)
             result = conn.execute(
                 self.table.update()
-                .where(self.table.c.deleted_at.is_(None), self.table.c.synced_at < seen_since)
+                .where(
+                    self.table.c.org == self.org,
+                    self.table.c.deleted_at.is_(None),
+                    self.table.c.synced_at < seen_since,
+                )
                 .values(deleted_at=utcnow())
             )
             return int(result.rowcount)

@@ -12,8 +12,9 @@ numeric, and ``data`` as the record's JSON text, which goes to the server as it 
 rows are the same values (``native``), bound column by column as lists (:data:`DUCKDB_TYPES`).
 
 A value that does not fit its column's type (including its range: a bigint, NUMERIC(18, 4))
-becomes NULL, the raw record being kept in ``data``, and is reported once per column and run;
-it never fails the run, and it is never guessed.
+becomes NULL, the raw record being kept in ``data``, and is logged once per column and run and
+counted (:attr:`RowBuilder.unparsable`, recorded in ``rrsync_drift``); it never fails the run,
+and it is never guessed.
 
 A record that cannot be stored at all becomes a :class:`Poison` instead of a row, which the
 loader quarantines (issue 13, item 5): one the decoder marked (``Record.problem``), and on
@@ -26,9 +27,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
 from worker.clock import parse_timestamp
@@ -77,13 +79,8 @@ def _integer(value: Any) -> int:
     raise ValueError(repr(value))
 
 
-def _float(value: Any) -> float:
-    if type(value) in (int, float, str):
-        return float(value)
-    raise ValueError(repr(value))
-
-
 _NUMERIC_LIMIT = Decimal(10) ** 14  # NUMERIC(18, 4): 14 digits before the point
+_SCALE = Decimal("0.0001")
 
 
 def _decimal(value: Any) -> Decimal:
@@ -96,6 +93,13 @@ def _decimal(value: Any) -> Decimal:
         if number.is_finite() and abs(number) < _NUMERIC_LIMIT:
             return number
     raise ValueError(repr(value))
+
+
+def _decimal_text(value: Any) -> str:
+    """For SQLite, which has no decimal type: the amount as NUMERIC(18, 4) would hold it, in
+    text (issue 14, item 4: money is exact everywhere; REAL was not). Rounded half away from
+    zero, as PostgreSQL rounds."""
+    return format(_decimal(value).quantize(_SCALE, ROUND_HALF_UP), "f")
 
 
 def _canonical(text: str) -> bool:
@@ -144,7 +148,7 @@ _SQLITE: dict[ColumnType, Convert] = {
     "text": _text,
     "boolean": _boolean,
     "integer": _integer,
-    "numeric": _float,  # REAL: SQLite has no decimal type
+    "numeric": _decimal_text,  # SQLite has no decimal type: exact text (schema.DecimalText)
     "timestamp": sqlite_time,
 }
 _POSTGRES: dict[ColumnType, Convert] = {**_SQLITE, "numeric": _decimal, "timestamp": postgres_time}
@@ -170,14 +174,18 @@ DUCKDB_TYPES: dict[ColumnType, str] = {
 
 
 class RowBuilder:
-    """Builds the driver's row tuples for one resource and dialect, in ``columns`` order:
-    id, the typed columns, data, updated_at, synced_at, deleted_at.
+    """Builds the driver's row tuples for one resource, org and dialect, in ``columns`` order:
+    id, the typed columns, data, updated_at, synced_at, deleted_at, org (last, so that a row's
+    id stays its first field).
 
     ``native`` (default: ``postgres``): Python datetimes and decimals rather than SQLite's
     text; DuckDB takes them too, without PostgreSQL's ``\u0000`` limit."""
 
-    def __init__(self, resource: Resource, postgres: bool, native: bool | None = None) -> None:
+    def __init__(
+        self, resource: Resource, postgres: bool, *, org: str, native: bool | None = None
+    ) -> None:
         self.resource = resource
+        self.org = org
         native = postgres if native is None else native
         converters = _POSTGRES if native else _SQLITE
         self._time: Convert = postgres_time if native else _sqlite_checked  # cursor field
@@ -185,31 +193,36 @@ class RowBuilder:
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
         ]
-        self._reported: set[str] = set()
+        # Values stored NULL, per column: logged once, counted all, and named in the drift
+        # table at the end of the run (issue 14, item 2). Fetcher threads share the builder.
+        self.unparsable: dict[Column, int] = {}
+        self._unparsable_lock = threading.Lock()
         self._postgres = postgres
         self._native = native
 
     @property
     def columns(self) -> list[str]:
         typed = [c.name for c in self.resource.columns]
-        return ["id", *typed, "data", "updated_at", "synced_at", "deleted_at"]
+        return ["id", *typed, "data", "updated_at", "synced_at", "deleted_at", "org"]
 
     @property
     def postgres_types(self) -> list[str]:
         """The PostgreSQL type of each of ``columns``, for binary COPY."""
         typed = [POSTGRES_TYPES[c.type] for c in self.resource.columns]
-        return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz"]
+        return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz", "varchar"]
 
     @property
     def duckdb_types(self) -> list[str]:
         """The DuckDB type of each of ``columns``, for its bulk path."""
         typed = [DUCKDB_TYPES[c.type] for c in self.resource.columns]
-        return ["VARCHAR", *typed, "VARCHAR", "TIMESTAMPTZ", "TIMESTAMPTZ", "TIMESTAMPTZ"]
+        stamps = ["TIMESTAMPTZ"] * 3  # updated_at, synced_at, deleted_at
+        return ["VARCHAR", *typed, "VARCHAR", *stamps, "VARCHAR"]
 
     def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
         native = self._native
+        org = self.org
         for record in records:
             problem = record.problem
             # One character, not "\\u": CPython finds a single character with memchr, where a
@@ -231,7 +244,7 @@ class RowBuilder:
             # the decoder has read the cursor field of every record without a problem
             stamp = record.stamp
             cursor = stamp if stamp is not None and native else self._time(record.updated)
-            row += (record.raw, cursor, synced_value, None)
+            row += (record.raw, cursor, synced_value, None, org)
             rows.append(tuple(row))
         return rows
 
@@ -242,8 +255,10 @@ class RowBuilder:
         return None
 
     def _report(self, column: Column, record_id: Any, problem: ValueError) -> None:
-        if column.name not in self._reported:
-            self._reported.add(column.name)
+        with self._unparsable_lock:
+            count = self.unparsable.get(column, 0)
+            self.unparsable[column] = count + 1
+        if not count:
             log.warning(
                 "%s: %s of record %s is %s, not %s; stored NULL in %s (the raw record is in data)",
                 self.resource.name,

@@ -215,22 +215,42 @@ def finish_run(
         return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
 
 
+def prune_runs(engine: Engine, before: datetime) -> int:
+    """Deletes run history started before ``before`` (RUNS_RETENTION_DAYS, issue 14, item 6),
+    never a run still ``running`` (its process may be writing to it) nor the latest run of a
+    resource and org (what ``rosesync status`` shows, whenever it was). Returns how many."""
+    latest = sa.select(sa.func.max(runs.c.id)).group_by(runs.c.resource, runs.c.org)
+    with engine.begin() as conn:
+        result = conn.execute(
+            runs.delete().where(
+                runs.c.started_at < before,
+                runs.c.status != "running",
+                runs.c.id.not_in(latest.scalar_subquery()),
+            )
+        )
+        return int(result.rowcount)
+
+
 def get_run(engine: Engine, run_id: int) -> RunRow:
     with reader(engine).connect() as conn:
         return _run_row(conn.execute(sa.select(runs).where(runs.c.id == run_id)).one())
 
 
-def recent_runs(engine: Engine, resource: str | None = None, limit: int = 20) -> list[RunRow]:
+def recent_runs(
+    engine: Engine, resource: str | None = None, limit: int = 20, org: str | None = None
+) -> list[RunRow]:
     query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
     if resource is not None:
         query = query.where(runs.c.resource == resource)
+    if org is not None:
+        query = query.where(runs.c.org == org)
     with reader(engine).connect() as conn:
         return [_run_row(r) for r in conn.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)
 class ResourceState:
-    """What ``rosesync status`` shows for a resource."""
+    """What ``rosesync status`` shows for one org's resource."""
 
     resource: str
     cursor: datetime | None
@@ -238,6 +258,7 @@ class ResourceState:
     rows: int
     deleted_rows: int
     last_run: RunRow | None
+    org: str = ""
 
 
 def resource_states(engine: Engine, resources: list[str], org: str) -> list[ResourceState]:
@@ -249,7 +270,7 @@ def resource_states(engine: Engine, resources: list[str], org: str) -> list[Reso
                 sa.select(
                     sa.func.count(),
                     sa.func.count(table.c.deleted_at),
-                ).select_from(table)
+                ).where(table.c.org == org)
             ).one()
             saved = conn.execute(
                 sa.select(state).where(state.c.resource == name, state.c.org == org)
@@ -268,6 +289,7 @@ def resource_states(engine: Engine, resources: list[str], org: str) -> list[Reso
                     rows=int(counts[0]) - int(counts[1]),
                     deleted_rows=int(counts[1]),
                     last_run=_run_row(last) if last else None,
+                    org=org,
                 )
             )
     return result

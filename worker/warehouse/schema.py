@@ -1,19 +1,21 @@
-"""Table definitions: the worker's own tables and one ``rr_<resource>`` table per resource.
+"""Table definitions: the worker's own tables, one ``rr_<resource>`` table per resource and one
+``rr_<resource>__<child>`` table per nested list the registry declares.
 
 The worker's tables are versioned by Alembic (``migrations/``); a test checks that the migrations
-and these definitions agree. Resource tables come from the registry, so ``rosesync db upgrade``
-creates them and adds typed columns as the registry grows (see ``migrate.py``).
+and these definitions agree. Resource and child tables come from the registry, so ``rosesync db
+upgrade`` creates them and adds typed columns as the registry grows (see ``migrate.py``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from worker.source.resources import REGISTRY, ColumnType, Resource
+from worker.source.resources import REGISTRY, Child, ColumnType, Resource
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -40,6 +42,22 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class DecimalText(sa.TypeDecorator[Decimal]):
+    """An exact amount on SQLite, which has no decimal type: the decimal's text, read back as a
+    ``Decimal`` (issue 14, item 4). A column declared TEXT keeps the text as written, where
+    REAL kept a binary float (0.1 + 0.2). SQLite's own arithmetic on it (``sum()``) is still
+    floating point: README, "Money"."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: sa.Dialect) -> str | None:
+        return None if value is None else format(Decimal(value), "f")
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
 
 
 def sqlite_timestamp(value: datetime) -> str:
@@ -76,6 +94,7 @@ credentials = sa.Table(
         UTCDateTime,
         comment="no token request from any process before this",
     ),
+    sa.Column("paused_at", UTCDateTime, comment="set: the org is not synced (rosesync orgs pause)"),
 )
 
 state = sa.Table(
@@ -181,24 +200,59 @@ quarantine = sa.Table(
     sa.Column("last_seen", UTCDateTime, nullable=False),
 )
 
-OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts, quarantine)
+# Schema drift (issue 14, item 2; warehouse/drift.py): the fields each resource's records are
+# known to have, and every change to them a run noticed. Paths and types only, never a value.
+fields = sa.Table(
+    "rrsync_fields",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True, comment="billing.total_amount, stops[].city"),
+    sa.Column("types", sa.Text, nullable=False, comment="JSON types seen: number,string"),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+)
+
+drift = sa.Table(
+    "rrsync_drift",
+    metadata,
+    sa.Column("resource", sa.String(100), primary_key=True),
+    sa.Column("org", sa.String(200), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column(
+        "change", sa.String(16), primary_key=True, comment="added | vanished | type | unparsable"
+    ),
+    sa.Column("detail", sa.Text, nullable=False, comment="types before and after, or column"),
+    sa.Column("count", sa.BigInteger, nullable=False, comment="runs that saw it; NULLed values"),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("run_id", sa.Integer, comment="the last run that saw it"),
+)
+
+OWN_TABLES = (credentials, state, runs, leases, capabilities, alerts, quarantine, fields, drift)
 
 _SQL_TYPES: dict[ColumnType, sa.types.TypeEngine[Any]] = {
     "text": sa.Text(),
     "integer": sa.BigInteger(),
-    "numeric": sa.Numeric(18, 4).with_variant(sa.Float(), "sqlite"),
+    "numeric": sa.Numeric(18, 4).with_variant(DecimalText(), "sqlite"),
     "boolean": sa.Boolean(),
     "timestamp": UTCDateTime(),
 }
 
-RESERVED_COLUMNS = frozenset({"id", "data", "updated_at", "synced_at", "deleted_at"})
+RESERVED_COLUMNS = frozenset({"org", "id", "data", "updated_at", "synced_at", "deleted_at"})
+
+#: The longest org name (the credentials' primary key, and every resource row's org).
+ORG_LENGTH = 200
 
 
 def _resource_table(resource: Resource) -> sa.Table:
+    # The org leads the primary key: one warehouse holds many organizations, whose records may
+    # share ids (issue 15, item 2), and every query of a run filters on its org. The column
+    # comes last, where the migration of an existing table adds it (0008_orgs).
     return sa.Table(
         resource.table,
         metadata,
-        sa.Column("id", sa.Text, primary_key=True, comment="the API's id"),
+        sa.Column("id", sa.Text, comment="the API's id"),
         *(
             sa.Column(c.name, _SQL_TYPES[c.type], comment=f"data.{c.path}")
             for c in resource.columns
@@ -207,7 +261,53 @@ def _resource_table(resource: Resource) -> sa.Table:
         sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
         sa.Column("synced_at", UTCDateTime, nullable=False, comment="last time a sync saw it"),
         sa.Column("deleted_at", UTCDateTime, comment="set when a full sync found it gone"),
+        sa.Column("org", sa.String(ORG_LENGTH), nullable=False, comment="the credential's org"),
+        sa.PrimaryKeyConstraint("org", "id"),
     )
 
 
 resource_tables: dict[str, sa.Table] = {name: _resource_table(r) for name, r in REGISTRY.items()}
+
+CHILD_RESERVED_COLUMNS = frozenset({"position", "data"})
+
+
+def parent_key(parent: sa.Table) -> list[tuple[sa.Column[Any], str]]:
+    """The parent's primary key as declared, each column with its name in child tables
+    (``parent_<name>``): children follow whatever key the parent has (issue 14)."""
+    return [(column, f"parent_{column.name}") for column in parent.primary_key.columns]
+
+
+def _child_table(resource: Resource, child: Child, parent: sa.Table) -> sa.Table:
+    return sa.Table(
+        resource.child_table(child),
+        metadata,
+        *(
+            sa.Column(name, column.type, primary_key=True, comment=f"{parent.name}.{column.name}")
+            for column, name in parent_key(parent)
+        ),
+        sa.Column(
+            "position",
+            sa.Integer,
+            primary_key=True,
+            autoincrement=False,
+            comment=f"0-based index in data.{child.path}",
+        ),
+        *(
+            sa.Column(c.name, _SQL_TYPES[c.type], comment=f"element.{c.path}")
+            for c in child.columns
+        ),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(JSONB(), "postgresql"),
+            nullable=False,
+            comment="the element as the parent holds it",
+        ),
+        comment=f"one row per element of {parent.name}.data.{child.path}",
+    )
+
+
+child_tables: dict[str, tuple[tuple[Child, sa.Table], ...]] = {
+    name: tuple((c, _child_table(r, c, resource_tables[name])) for c in r.children)
+    for name, r in REGISTRY.items()
+}
+"""Each resource's child tables, in registry order, beside the child they store."""

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from celery.contrib.testing.worker import start_worker
 from config.celery import make_app
 from config.settings import get_settings
 from tests.support import Webhook, World, assert_matches_source, make_world
+from worker.clock import utcnow
 from worker.logs import registered_secrets
 from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.warehouse.runs import recent_runs
+from worker.warehouse.schema import runs
 
 STACKS = {
     "embedded": ("sqlite_url", None),
@@ -268,7 +272,8 @@ def _rows(world: World, resource: str) -> int:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM rr_{resource}")).scalar_one())
 
 
-SLOW_SYNC = {"SYNC_PAGE_SIZE": "25", "SYNC_CONCURRENCY": "1"}
+# one request at a time, not adapted upwards (issue 16)
+SLOW_SYNC = {"SYNC_PAGE_SIZE": "25", "SYNC_CONCURRENCY": "1", "SYNC_MAX_CONCURRENCY": "1"}
 
 
 @pytest.mark.parametrize("broker_fixture", ["redis_url", "amqp_url"])
@@ -399,3 +404,32 @@ def test_a_sync_task_that_succeeds_on_its_retry_alerts_nobody(
             assert outcome.get(timeout=120)["status"] == "succeeded"
         assert [r.status for r in recent_runs(world.engine, "bills")] == ["succeeded", "failed"]
         assert webhook.messages() == []
+
+
+def test_a_worker_prunes_old_run_history_but_keeps_the_latest_and_running_runs(
+    stack: tuple[str, str], tmp_path: Path, activate: Callable[[World], Any]
+) -> None:
+    """issue 14, item 6: rrsync.prune_runs on a real worker, RUNS_RETENTION_DAYS from the
+    environment; beat schedules it only when retention is on."""
+    database_url, broker = stack
+    config = SimulatorConfig(records=20)
+    env = {"CELERY_BROKER_URL": broker, "RUNS_RETENTION_DAYS": "30"}
+    with make_world(database_url, tmp_path, config, **env) as world:
+        activate(world)
+        app = make_app(get_settings())
+        assert app.conf.beat_schedule["prune-runs"]["task"] == "rrsync.prune_runs"
+        # a queue of its own: other test sessions' workers may share the Redis database
+        app.conf.task_default_queue = f"prune-{tmp_path.name}-{os.getpid()}"
+        with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+            for _ in range(3):
+                summary = app.send_task("rrsync.sync_resource", args=("partners",)).get(60)
+                assert summary["status"] == "succeeded"
+            stuck, _pruned, latest = sorted(run.id for run in recent_runs(world.engine, "partners"))
+            with world.engine.begin() as conn:  # all ran 40 days ago; the first never ended
+                conn.execute(runs.update().values(started_at=utcnow() - timedelta(days=40)))
+                conn.execute(runs.update().where(runs.c.id == stuck).values(status="running"))
+            assert app.send_task("rrsync.prune_runs").get(timeout=60) == 1
+            assert app.send_task("rrsync.prune_runs").get(timeout=60) == 0
+        assert {run.id for run in recent_runs(world.engine)} == {stuck, latest}
+    activate(replace(world, env={**world.env, "RUNS_RETENTION_DAYS": "0"}))
+    assert "prune-runs" not in make_app(get_settings()).conf.beat_schedule

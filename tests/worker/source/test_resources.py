@@ -6,7 +6,7 @@ import pytest
 
 from worker.errors import ConfigError
 from worker.source.resources import REGISTRY, select
-from worker.warehouse.schema import RESERVED_COLUMNS
+from worker.warehouse.schema import CHILD_RESERVED_COLUMNS, RESERVED_COLUMNS
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -24,6 +24,14 @@ def test_entries_are_consistent(name: str) -> None:
     assert resource.endpoint.startswith("/api/v1/")
     assert resource.records_key == resource.endpoint.rsplit("/", 1)[-1]
     assert resource.item_key == resource.records_key.removesuffix("s")
+    # child tables (issue 14): one per list, their columns clear of the key, position and data
+    assert len({c.name for c in resource.children}) == len(resource.children)
+    for child in resource.children:
+        assert resource.child_table(child) == f"rr_{name}__{child.name}"
+        names = [c.name for c in child.columns]
+        assert len(names) == len(set(names))
+        assert not set(names) & CHILD_RESERVED_COLUMNS
+        assert not any(n.startswith("parent_") for n in names)
 
 
 def test_select_keeps_registry_order_and_names_the_unknown() -> None:

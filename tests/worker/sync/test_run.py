@@ -243,18 +243,20 @@ def test_full_refresh_marks_deleted_only_after_a_complete_pass(world: World) -> 
 
 
 def test_an_older_version_never_overwrites_a_newer_one(world: World) -> None:
-    assert sync(world, "partners").ok
-    record = world.dump("partners")[0]
+    assert sync(world, "orders").ok
+    record = world.dump("orders")[0]
     from worker.warehouse.load import Loader
 
-    loader = Loader(world.engine, REGISTRY["partners"], "default", recent_runs(world.engine)[0].id)
+    loader = Loader(world.engine, REGISTRY["orders"], "default", recent_runs(world.engine)[0].id)
     stale_time = parse_timestamp(record["updated_at"]) - timedelta(days=1)
-    older = dict(record, name="stale name", updated_at=format_timestamp(stale_time))
-    stale = Decoder(REGISTRY["partners"]).record(msgspec.json.encode(older), "test")
+    # other commodities too: the newer version's child rows must stay (issue 14)
+    older = dict(record, status="stale", commodities=[], updated_at=format_timestamp(stale_time))
+    stale = Decoder(REGISTRY["orders"]).record(msgspec.json.encode(older), "test")
     loader.commit(loader.rows([stale]), 1, lambda: None, {}, lambda _conn: None)
-    row = warehouse_rows(world.engine, "partners")[record["id"]]
+    row = warehouse_rows(world.engine, "orders")[record["id"]]
     assert row["data"] == record
     assert row["updated_at"] == parse_timestamp(record["updated_at"])
+    assert_matches_source(world, "orders")
 
 
 def test_a_second_run_while_one_holds_the_lease_is_skipped(world: World) -> None:
@@ -401,7 +403,8 @@ def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
     must still cover only committed rows, so that the next incremental run fills the hole.
     (Keyset paging only: a sweep moves no cursor until it is complete.)"""
     monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 40)  # one page per batch: many batches
-    pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1"}  # one slice: cursor after each
+    # one slice (as many as requests may be in flight, issue 16): a cursor after each batch
+    pages = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "1", "SYNC_MAX_CONCURRENCY": "1"}
     # No quarantine: a refused record fails its batch (else it is set aside, tested below).
     pages["SYNC_MAX_QUARANTINE"] = "0"
     with make_world(database_url, tmp_path, SimulatorConfig(records=300), **pages) as world:
@@ -686,9 +689,7 @@ def test_more_poison_than_sync_max_quarantine_fails_the_resource(
         assert len(_quarantined(world)) <= 2
 
 
-def test_a_full_disk_is_reported_as_one_and_is_transient(
-    sqlite_url: str, tmp_path: Path
-) -> None:
+def test_a_full_disk_is_reported_as_one_and_is_transient(sqlite_url: str, tmp_path: Path) -> None:
     """Issue 13, item 8: SQLite's size limit (PRAGMA max_page_count, as a full disk would)
     stops the run with one line naming the database and what to do; the Celery task retries
     it (transient), and once there is room the next run completes."""

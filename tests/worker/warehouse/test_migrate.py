@@ -8,16 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.support import assert_children_match
+from worker.clock import utcnow
+from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
-from worker.warehouse import connect
+from worker.warehouse import connect, views
 from worker.warehouse.db import create_engine
+from worker.warehouse.load import Loader
 from worker.warehouse.migrate import VERSION_TABLE, head_revision, upgrade
 from worker.warehouse.rows import RowBuilder
-from worker.warehouse.schema import OWN_TABLES, metadata, resource_tables
+from worker.warehouse.schema import OWN_TABLES, child_tables, metadata, resource_tables
 
 
 def _rosesync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -80,9 +85,13 @@ def test_missing_registry_column_is_added(warehouse_url: str) -> None:
         *(c._copy() for c in resource_tables["orders"].columns if c.name != "status"),
     )
     with engine.begin() as conn:
+        for view in views.definitions():  # the views over rr_orders read the column
+            if view == "v_orders" or view.startswith("v_orders__"):
+                conn.exec_driver_sql(f'DROP VIEW "{view}"')
         conn.exec_driver_sql("DROP TABLE rr_orders")
         older.create(conn)
-    assert upgrade(engine)[0] == "added rr_orders.status"  # (PostgreSQL: then LZ4 again)
+    changes = upgrade(engine)
+    assert changes[0] == "added rr_orders.status" and "created view v_orders" in changes
     assert upgrade(engine) == []
 
 
@@ -111,9 +120,105 @@ def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgre
                 {"table": resource.table},
             ).all()
             assert {name: compression for name, _, compression in columns}["data"] == "l"
-            builder = RowBuilder(resource, postgres=True)
+            builder = RowBuilder(resource, postgres=True, org="default")
             wanted = {
                 name: conn.execute(sa.text("SELECT to_regtype(:t)::oid::int"), {"t": wire}).scalar()
                 for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
             }
             assert wanted == {name: oid for name, oid, _ in columns}
+
+
+def test_an_install_from_before_child_tables_gets_them_filled(warehouse_url: str) -> None:
+    """Issue 14: upgrading an install whose rr_* rows predate child tables (dropped here) creates
+    them and derives their rows from the stored parents, soft-deleted ones included; a child
+    table given a new column is derived again, so the column is filled too."""
+    engine = connect(warehouse_url)
+    loader = Loader(engine, REGISTRY["orders"], "default", run_id=0)
+    decoder = Decoder(REGISTRY["orders"])
+    records = [
+        {
+            "id": f"o{n}",
+            "updated_at": f"2024-01-0{n}T00:00:00.000Z",
+            "commodities": [{"weight": w, "description": "Lumber"} for w in range(n)],
+            "reference_numbers": [{"type": "PO", "value": f"PO-{n}"}],
+            "billing": {"line_items": [{"code": "LH", "amount": 12.5 * n}]},
+        }
+        for n in range(1, 4)
+    ]
+    rows = loader.rows([decoder.record(msgspec.json.encode(r), "test") for r in records])
+    loader.commit(rows, 1, lambda: None, {}, lambda _conn: None)
+    with engine.begin() as conn:
+        conn.execute(
+            resource_tables["orders"]
+            .update()
+            .where(resource_tables["orders"].c.id == "o2")
+            .values(deleted_at=utcnow())
+        )
+        for _, table in child_tables["orders"]:
+            conn.exec_driver_sql(f'DROP VIEW "v_{table.name[3:]}"')
+            conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+    assert upgrade(engine) == [
+        "created rr_orders__commodities",
+        "created rr_orders__reference_numbers",
+        "created view v_orders__commodities",
+        "created view v_orders__reference_numbers",
+    ]
+    assert_children_match(engine, "orders", "default")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP VIEW v_orders__commodities")
+        conn.exec_driver_sql("ALTER TABLE rr_orders__commodities DROP COLUMN description")
+    assert upgrade(engine) == [
+        "added rr_orders__commodities.description",
+        "created view v_orders__commodities",
+    ]
+    assert_children_match(engine, "orders", "default")
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql("SELECT count(*) FROM rr_orders__commodities").scalar()
+    assert count == 1 + 2 + 3
+
+
+def test_sqlite_amounts_stored_as_real_become_exact_text(sqlite_url: str) -> None:
+    """Issue 14: an install from before stored amounts REAL; upgrading rebuilds the table with
+    the amounts as decimal text, keeping its rows, its index and (made again) its views."""
+    engine = connect(sqlite_url)
+    with engine.begin() as conn:
+        ddl = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'rr_orders'"
+        ).scalar_one()
+        assert "total_amount TEXT" in ddl
+        conn.exec_driver_sql("DROP VIEW v_orders")
+        conn.exec_driver_sql("DROP VIEW v_orders__commodities")
+        conn.exec_driver_sql("DROP VIEW v_orders__reference_numbers")
+        conn.exec_driver_sql("DROP TABLE rr_orders")
+        conn.exec_driver_sql(ddl.replace("total_amount TEXT", "total_amount FLOAT"))
+        conn.exec_driver_sql("CREATE INDEX ix_rr_orders_updated_at ON rr_orders (updated_at)")
+        conn.exec_driver_sql(
+            "INSERT INTO rr_orders (org, id, total_amount, data, updated_at, synced_at) "
+            "VALUES ('default', 'o1', 1234.56, '{}', '2024-01-01 00:00:00.000000', "
+            "'2024-01-01 00:00:00.000000')"
+        )
+    assert upgrade(engine) == [
+        "made rr_orders.total_amount exact (decimal text)",
+        *(f"created view {name}" for name in views.definitions()),
+    ]
+    assert upgrade(engine) == []
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT total_amount, typeof(total_amount) FROM rr_orders")
+        assert stored.one() == ("1234.56", "text")
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("rr_orders")}
+        assert "ix_rr_orders_updated_at" in indexes
+        assert conn.exec_driver_sql("SELECT count(*) FROM v_orders").scalar() == 1
+
+
+def test_head_revision_read_from_the_scripts_is_alembics() -> None:
+    """Start-up reads the newest revision from the scripts' text, not through Alembic (issue
+    16): the two must agree, or a pending revision would never be applied."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from worker.warehouse import migrate
+
+    config = Config()
+    config.set_main_option("script_location", str(migrate._MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    assert head_revision() is not None

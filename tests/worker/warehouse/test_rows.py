@@ -33,52 +33,53 @@ def record(*values: object) -> Record:
 
 
 def test_sqlite_row() -> None:
-    (row,) = RowBuilder(THING, postgres=False).rows(
+    (row,) = RowBuilder(THING, postgres=False, org="acme").rows(
         [record("x", 3, "2.5", True, "2024-01-01T00:00:00+02:00")], SYNCED
     )
     assert row == (
         "t-1",
         "x",
         3,
-        2.5,
+        "2.5000",  # exact decimal text: SQLite has no decimal type (issue 14)
         True,
         "2023-12-31 22:00:00.000000",
         '{"id":"t-1"}',
         "2024-03-05 14:22:11.123000",
         "2026-01-02 03:04:05.600000",
         None,
+        "acme",
     )
 
 
 def test_postgres_row_has_the_binary_copy_types() -> None:
-    builder = RowBuilder(THING, postgres=True)
+    builder = RowBuilder(THING, postgres=True, org="default")
     (row,) = builder.rows([record(12.0, None, 0.1, False, "2024-01-01T02:00:00+02:00")], SYNCED)
     assert row[1:6] == ("12.0", None, Decimal("0.1"), False, datetime(2024, 1, 1, tzinfo=UTC))
     assert row[7] == datetime(2024, 3, 5, 14, 22, 11, 123000, tzinfo=UTC) and row[8] == SYNCED
     assert builder.postgres_types == [
         "text", "text", "int8", "numeric", "bool", "timestamptz",
-        "jsonb", "timestamptz", "timestamptz", "timestamptz",
+        "jsonb", "timestamptz", "timestamptz", "timestamptz", "varchar",
     ]  # fmt: skip
 
 
 @pytest.mark.parametrize("postgres", [False, True])
 def test_numbers_out_of_their_columns_range_become_null(postgres: bool) -> None:
-    builder = RowBuilder(THING, postgres=postgres)
+    builder = RowBuilder(THING, postgres=postgres, org="default")
     rows = builder.rows(
         [record(None, 2**63, "NaN", None, None), record(None, -(2**63) - 1, "1e300", None, None)],
         SYNCED,
     )
     assert [row[2] for row in rows] == [None, None]
-    if postgres:  # NUMERIC(18, 4); SQLite's REAL takes any float
-        assert [row[3] for row in rows] == [None, None]
-        (edge,) = builder.rows([record(None, 2**63 - 1, "99999999999999.9999", None, None)], SYNCED)
-        assert edge[2:4] == (2**63 - 1, Decimal("99999999999999.9999"))
+    assert [row[3] for row in rows] == [None, None]  # NUMERIC(18, 4), its text on SQLite
+    (edge,) = builder.rows([record(None, 2**63 - 1, "99999999999999.9999", None, None)], SYNCED)
+    wanted = Decimal("99999999999999.9999")
+    assert edge[2:4] == (2**63 - 1, wanted if postgres else str(wanted))
 
 
 def test_values_that_do_not_fit_become_null_and_are_reported_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    builder = RowBuilder(THING, postgres=False)
+    builder = RowBuilder(THING, postgres=False, org="default")
     caplog.set_level(logging.WARNING)
     rows = builder.rows(
         [record({"a": 1}, True, "n/a", "yes", 17), record([1], 1.5, None, 1, "soon")], SYNCED
@@ -107,7 +108,7 @@ def test_time_conversions() -> None:
 def test_every_registry_resource_builds_rows() -> None:
     for resource in REGISTRY.values():
         values = tuple(None for _ in resource.columns)
-        (row,) = RowBuilder(resource, postgres=False).rows(
+        (row,) = RowBuilder(resource, postgres=False, org="default").rows(
             [Record("i", "2024-01-01T00:00:00.000Z", values, "{}")], SYNCED
         )
-        assert len(row) == len(resource.columns) + 5
+        assert len(row) == len(resource.columns) + 6

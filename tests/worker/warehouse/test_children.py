@@ -1,0 +1,158 @@
+"""worker/warehouse/children.py on SQLite, PostgreSQL and DuckDB (issue 14, items 1 and 5): a
+parent's child rows are replaced with it, in its transaction, and always match the stored
+version: a stale version leaves them alone, a soft-deleted parent keeps them, two versions in
+one batch leave the newer one's, and odd elements make NULL typed columns, never a failed
+batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.support import assert_children_match, warehouse_rows
+from worker.clock import utcnow
+from worker.source.records import Decoder
+from worker.source.resources import REGISTRY
+from worker.warehouse import connect
+from worker.warehouse.load import Loader
+from worker.warehouse.schema import child_tables
+
+
+@pytest.fixture
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    engine = connect(warehouse_url)
+    yield engine
+    engine.dispose()
+
+
+def order(record_id: str, updated: str, commodities: Any, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": record_id,
+        "updated_at": updated,
+        "created_at": "2024-01-01T00:00:00.000Z",
+        "billing": {"currency": "CAD", "total_amount": 10.5, "line_items": []},
+        "commodities": commodities,
+        **fields,
+    }
+
+
+def load(engine: Engine, resource: str, *records: dict[str, Any]) -> None:
+    """One batch, one transaction, as a sync writes it."""
+    loader = Loader(engine, REGISTRY[resource], "default", run_id=0)
+    decoder = Decoder(REGISTRY[resource])
+    decoded = [decoder.record(msgspec.json.encode(r), "test") for r in records]
+    loader.commit(loader.rows(decoded), 1, lambda: None, {}, lambda _conn: None)
+
+
+def children(engine: Engine, resource: str, name: str) -> list[dict[str, Any]]:
+    table = dict((c.name, t) for c, t in child_tables[resource])[name]
+    with engine.connect() as conn:
+        query = sa.select(table).order_by(table.c.parent_id, table.c.position)
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def weights(engine: Engine) -> list[tuple[str, int, float]]:
+    return [
+        (row["parent_id"], row["position"], float(row["weight"]))
+        for row in children(engine, "orders", "commodities")
+    ]
+
+
+def test_children_are_replaced_with_their_parent(engine: Engine) -> None:
+    three = [{"weight": 1.5}, {"weight": 2}, {"weight": 3.25}]
+    refs = [{"type": "PO", "value": "PO-1"}]
+    load(engine, "orders", order("a", "2024-01-02T00:00:00.000Z", three, reference_numbers=refs))
+    load(engine, "orders", order("b", "2024-01-02T00:00:00.000Z", three[:1]))
+    assert weights(engine) == [("a", 0, 1.5), ("a", 1, 2.0), ("a", 2, 3.25), ("b", 0, 1.5)]
+    assert [r["value"] for r in children(engine, "orders", "reference_numbers")] == ["PO-1"]
+    # a newer version with fewer commodities and no reference numbers at all
+    load(engine, "orders", order("a", "2024-01-03T00:00:00.000Z", [{"weight": 9}]))
+    assert weights(engine) == [("a", 0, 9.0), ("b", 0, 1.5)]
+    assert children(engine, "orders", "reference_numbers") == []
+    assert_children_match(engine, "orders", "default")
+
+
+def test_a_stale_version_leaves_the_children_of_the_stored_one(engine: Engine) -> None:
+    load(engine, "orders", order("a", "2024-01-03T00:00:00.000Z", [{"weight": 9}]))
+    load(engine, "orders", order("a", "2024-01-02T00:00:00.000Z", [{"weight": 1}, {"weight": 2}]))
+    assert weights(engine) == [("a", 0, 9.0)]
+    assert warehouse_rows(engine, "orders")["a"]["data"]["commodities"] == [{"weight": 9}]
+
+
+def test_two_versions_in_one_batch_leave_the_newer_ones_children(engine: Engine) -> None:
+    newer = order("a", "2024-01-03T00:00:00.000Z", [{"weight": 3}])
+    older = order("a", "2024-01-02T00:00:00.000Z", [{"weight": 1}, {"weight": 2}])
+    load(engine, "orders", newer, older, newer)
+    assert weights(engine) == [("a", 0, 3.0)]
+    load(engine, "orders", older, newer, order("b", "2024-01-01T00:00:00.000Z", []))
+    assert weights(engine) == [("a", 0, 3.0)]
+    assert_children_match(engine, "orders", "default")
+
+
+def test_a_soft_deleted_parent_keeps_its_children(engine: Engine) -> None:
+    load(engine, "orders", order("a", "2024-01-02T00:00:00.000Z", [{"weight": 1}]))
+    loader = Loader(engine, REGISTRY["orders"], "default", run_id=0)
+    assert loader.mark_deleted(utcnow(), lambda _conn: None) == 1
+    assert warehouse_rows(engine, "orders")["a"]["deleted_at"] is not None
+    assert weights(engine) == [("a", 0, 1.0)]
+
+
+ODD_COMMODITIES = [
+    {"description": {"an": "object"}, "quantity": 1.5, "weight": "heavy", "is_hazmat": "yes"},
+    {"description": 12.5, "quantity": 10**19, "weight": 10**15, "is_hazmat": 1},
+    {"description": True, "quantity": -3, "weight": -0.25, "is_hazmat": False},
+    "just text",
+    [1, 2],
+    None,
+    7,
+    {"description": None, "freight_class": "77.5", "pieces": "3", "weight": True},
+]
+ODD_STOPS = [
+    {"sequence": 1, "scheduled_at": "2024-03-05T14:22:11.123Z"},
+    {"sequence": 2, "scheduled_at": "2024-02-30T10:00:00.000Z"},
+    {"sequence": 3, "scheduled_at": "2024-03-05T14:22:11Z"},
+    {"sequence": 4, "scheduled_at": "2024-13-05T14:22:11.123Z"},
+    {"sequence": 5, "scheduled_at": "2024-03-05T24:22:11.123Z"},
+    {"sequence": 6, "scheduled_at": "0000-03-05T14:22:11.123Z"},
+    {"sequence": 7, "scheduled_at": "yesterday"},
+    {"sequence": 8, "scheduled_at": 1_709_648_531},
+    {"sequence": 9, "scheduled_at": "2024-02-29T23:59:59.999Z", "city": "Montréal"},
+]
+
+
+def test_odd_elements_make_null_columns_never_a_failed_batch(engine: Engine) -> None:
+    load(
+        engine,
+        "orders",
+        order("a", "2024-01-02T00:00:00.000Z", ODD_COMMODITIES),
+        order("b", "2024-01-02T00:00:00.000Z", {"not": "a list"}, reference_numbers="PO-1"),
+        order("c", "2024-01-02T00:00:00.000Z", None),
+    )
+    assert_children_match(engine, "orders", "default")
+    rows = children(engine, "orders", "commodities")
+    assert [r["parent_id"] for r in rows] == ["a"] * len(ODD_COMMODITIES)
+    assert [r["data"] for r in rows] == ODD_COMMODITIES
+    assert [r["description"] for r in rows[:3]] == [None, "12.5", "true"]
+    assert [r["quantity"] for r in rows[:3]] == [None, None, -3]
+    assert [r["is_hazmat"] for r in rows[:3]] == [None, None, False]
+    assert [r["weight"] for r in rows[:3]] == [None, None, pytest.approx(-0.25)]
+    assert rows[7]["freight_class"] == "77.5" and rows[7]["pieces"] is None
+    load(
+        engine,
+        "manifests",
+        {"id": "m", "updated_at": "2024-01-02T00:00:00.000Z", "stops": ODD_STOPS},
+    )
+    assert_children_match(engine, "manifests", "default")
+    stops = children(engine, "manifests", "stops")
+    assert [s["scheduled_at"] for s in stops] == [
+        datetime(2024, 3, 5, 14, 22, 11, 123_000, tzinfo=UTC),
+        *[None] * 7,
+        datetime(2024, 2, 29, 23, 59, 59, 999_000, tzinfo=UTC),
+    ]
+    assert stops[8]["city"] == "Montréal"
