@@ -284,9 +284,11 @@ def _replace(
         )
     elif dialect == "duckdb":
         array = _sqlite_path(child.path)
+        # The batch's parents first: DuckDB would otherwise expand every stored parent's list
+        # and filter after (a sync quadratic in the table's size).
         source = (
-            f"FROM {_quote(parent.name)} p, json_each(p.data, {array}) e "
-            f"WHERE {written} AND json_type(p.data, {array}) = 'ARRAY'"
+            f"FROM (SELECT * FROM {_quote(parent.name)} p WHERE {written} "  # noqa: S608
+            f"AND json_type(p.data, {array}) = 'ARRAY') p, json_each(p.data, {array}) e"
         )
         position, data = "CAST(e.key AS INTEGER)", "e.value"  # any element: its JSON text
         element = "(CASE e.type WHEN 'OBJECT' THEN e.value END)"
