@@ -152,6 +152,10 @@ def test_a_single_org_warehouse_upgrades_and_keeps_syncing(
         assert changes[0] == "worker tables: revision 0005_quarantine -> 0008_orgs"
         primary_key = sa.inspect(world.engine).get_pk_constraint("rr_orders")
         assert primary_key["constrained_columns"] == ["org", "id"]
+        indexes = {
+            i["name"]: i["column_names"] for i in sa.inspect(world.engine).get_indexes("rr_orders")
+        }
+        assert indexes["ix_rr_orders_org_updated_at"] == ["org", "updated_at"]
         assert len(warehouse_rows(world.engine, "orders", "acme")) == 80
         world.sim.mutate(30)
         store = CredentialStore(world.settings, connect(world.settings.warehouse_url))

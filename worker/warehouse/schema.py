@@ -245,6 +245,10 @@ RESERVED_COLUMNS = frozenset({"org", "id", "data", "updated_at", "synced_at", "d
 ORG_LENGTH = 200
 
 
+def org_updated_index(table: str) -> str:
+    return f"ix_{table}_org_updated_at"
+
+
 def _resource_table(resource: Resource) -> sa.Table:
     # The org leads the primary key: one warehouse holds many organizations, whose records may
     # share ids (issue 15, item 2), and every query of a run filters on its org. The column
@@ -258,11 +262,16 @@ def _resource_table(resource: Resource) -> sa.Table:
             for c in resource.columns
         ),
         sa.Column("data", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=False),
-        sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.Column("synced_at", UTCDateTime, nullable=False, comment="last time a sync saw it"),
         sa.Column("deleted_at", UTCDateTime, comment="set when a full sync found it gone"),
         sa.Column("org", sa.String(ORG_LENGTH), nullable=False, comment="the credential's org"),
         sa.PrimaryKeyConstraint("org", "id"),
+        # Every range query of a run (reconcile's counts and medians, keyset's positions) is
+        # "this org, updated_at in a range": with an index on updated_at alone, SQLite chose the
+        # primary key's org prefix and scanned the whole org for each count (an incremental run
+        # after 500 changes among 50,000 orders took 407 s instead of seconds).
+        sa.Index(org_updated_index(resource.table), "org", "updated_at"),
     )
 
 

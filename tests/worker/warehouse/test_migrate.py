@@ -222,3 +222,17 @@ def test_head_revision_read_from_the_scripts_is_alembics() -> None:
     config.set_main_option("script_location", str(migrate._MIGRATIONS))
     assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
     assert head_revision() is not None
+
+
+def test_a_runs_range_queries_use_the_org_updated_at_index(sqlite_url: str) -> None:
+    """Reconcile's counts are "this org, updated_at in a range": with only an index on
+    updated_at, SQLite read the whole org through the primary key's org prefix for every count
+    (an incremental run after 500 changes among 50,000 orders took 407 s, not 7 s)."""
+    engine = connect(sqlite_url)
+    loader = Loader(engine, REGISTRY["orders"], "default", run_id=0)
+    now = utcnow()
+    query = sa.select(sa.func.count()).where(*loader._live_in(now, now))
+    with engine.connect() as conn:
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "ix_rr_orders_org_updated_at" in plan, plan

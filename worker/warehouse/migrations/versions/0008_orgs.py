@@ -21,7 +21,7 @@ Create Date: 2026-11-30
 import sqlalchemy as sa
 from alembic import op
 
-from worker.warehouse.schema import ORG_LENGTH, UTCDateTime, resource_tables
+from worker.warehouse.schema import ORG_LENGTH, UTCDateTime, org_updated_index, resource_tables
 
 revision = "0008_orgs"
 down_revision = "0007_schemas"
@@ -86,6 +86,9 @@ def _alter_in_place(conn: sa.Connection, name: str, org: str, primary_key: str) 
     conn.exec_driver_sql(f"COMMENT ON COLUMN \"{name}\".org IS 'the credential''s org'")
     conn.exec_driver_sql(f'ALTER TABLE "{name}" DROP CONSTRAINT "{primary_key}"')
     conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD PRIMARY KEY (org, id)')
+    # a run's range queries are per org (schema.py): the index on updated_at alone gives way
+    conn.exec_driver_sql(f'DROP INDEX IF EXISTS "ix_{name}_updated_at"')
+    conn.exec_driver_sql(f'CREATE INDEX "{org_updated_index(name)}" ON "{name}" (org, updated_at)')
 
 
 def _rebuild(
