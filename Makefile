@@ -18,8 +18,9 @@ $(INSTALLED): $(RUNTIME)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# `make demo WAREHOUSE=duckdb` syncs into DuckDB instead of SQLite (issue 14).
 demo: $(RUNTIME)
-	$(BIN)/rosesync demo
+	$(BIN)/rosesync demo $(if $(WAREHOUSE),--warehouse $(WAREHOUSE))
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

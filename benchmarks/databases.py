@@ -3,7 +3,8 @@
 SQLite: a new file in the run directory. PostgreSQL: a new schema in the ``test`` database,
 selected through ``search_path`` in the URL (``options=-csearch_path=...``) so that every
 client, rosesync's SQLAlchemy engine and the baselines' psycopg connections alike, lands in it;
-the schema is dropped afterwards.
+the schema is dropped afterwards. DuckDB (issue 14): a new file, for rosesync alone (the
+baselines speak sqlite3 and psycopg only; :data:`BASELINE_KINDS`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import psycopg
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-KINDS = ("sqlite", "postgresql")
+KINDS = ("sqlite", "postgresql", "duckdb")
+BASELINE_KINDS = ("sqlite", "postgresql")  # where the naive and simple loaders run too
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,10 @@ class Warehouse:
         if self.kind == "sqlite":
             with closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as conn:
                 return int(conn.execute(query).fetchone()[0] or 0)
+        if self.kind == "duckdb":
+            with closing(duckdb.connect(self.url.removeprefix("duckdb:///"))) as duck:
+                found = duck.execute(query).fetchone()
+                return int(found[0] or 0) if found else 0
         with psycopg.connect(self.url) as conn:
             row = conn.execute(query).fetchone()
             return int(row[0] or 0) if row else 0
@@ -49,6 +56,14 @@ def fresh_warehouse(kind: str, run_dir: Path, label: str, postgres: str) -> Iter
             yield Warehouse(kind, f"sqlite:///{path}", f"sqlite:///{path}")
         finally:
             for leftover in run_dir.glob(f"{label}.db*"):  # with -wal and -shm
+                leftover.unlink()
+        return
+    if kind == "duckdb":
+        path = run_dir / f"{label}.duckdb"
+        try:
+            yield Warehouse(kind, f"duckdb:///{path}", f"duckdb:///{path}")
+        finally:
+            for leftover in run_dir.glob(f"{label}.duckdb*"):  # with .wal
                 leftover.unlink()
         return
     schema = f"bench_{uuid.uuid4().hex[:12]}"

@@ -33,6 +33,7 @@ def machine(databases: Sequence[str], postgres: str) -> dict[str, str]:
         "Python": platform.python_version(),
         "SQLite": sqlite3.sqlite_version,
         "PostgreSQL": postgres_version(postgres) if "postgresql" in databases else "not used",
+        "DuckDB": importlib.metadata.version("duckdb") if "duckdb" in databases else "not used",
         "libraries": ", ".join(f"{n} {importlib.metadata.version(n)}" for n in _LIBRARIES),
         "rosesync code": _code_version(),
     }

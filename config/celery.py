@@ -135,6 +135,9 @@ def make_app(settings: Settings) -> Celery:
         beat_scheduler="worker.ops.beat:LeaderScheduler",
         beat_schedule_filename=str(VAR / "celerybeat-schedule"),
         beat_max_loop_interval=BEAT_LOOP_SECONDS,
+        # DuckDB: one process at a time may open the file (worker/warehouse/duck.py), so more
+        # pool processes would only queue for it; `--concurrency` still overrides (issue 14).
+        worker_concurrency=1 if settings.database_url.startswith("duckdb:") else None,
     )
     app.steps["worker"].add(PresenceStep)  # each worker shows itself (worker/ops/presence.py)
     return app

@@ -156,14 +156,17 @@ class Settings:
     @property
     def result_backend(self) -> str:
         """Task results: Redis with a Redis broker; else the warehouse database, except that
-        SQLite gets a file of its own beside it so result writes never wait on sync writes."""
+        SQLite gets a file of its own beside it so result writes never wait on sync writes,
+        and so does DuckDB, which Celery's result backend cannot use (and whose file one
+        process at a time may open)."""
         if self.celery_result_backend:
             return self.celery_result_backend
         if self.celery_broker_url.startswith(("redis://", "rediss://")):
             return self.celery_broker_url
-        if self.database_url.startswith("sqlite:///"):
-            path = Path(self.database_url.removeprefix("sqlite:///").split("?", 1)[0])
-            return f"db+sqlite:///{path.with_name('celery-results.db')}"
+        for embedded in ("sqlite:///", "duckdb:///"):
+            if self.database_url.startswith(embedded):
+                path = Path(self.database_url.removeprefix(embedded).split("?", 1)[0])
+                return f"db+sqlite:///{path.with_name('celery-results.db')}"
         # not rosesync's own query parameters (warehouse_url): the driver would refuse them
         base, _, query = self.database_url.partition("?")
         kept = [
@@ -230,13 +233,20 @@ def _http_url(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
-    if not value.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
-        raise ValueError("a SQLAlchemy URL: sqlite:///path/file.db or postgresql://user@host/db")
-    if value.startswith("sqlite:") and not (value.startswith("sqlite:///") or value == "sqlite://"):
-        # sqlite://var/x.db reads "var" as a host name (issue 17)
+    if not value.startswith(("sqlite:", "duckdb:", "postgresql:", "postgresql+", "postgres:")):
         raise ValueError(
-            "sqlite:///relative/path.db (three slashes) or sqlite:////absolute/path.db"
+            "a SQLAlchemy URL: sqlite:///path/file.db, duckdb:///path/file.duckdb or "
+            "postgresql://user@host/db"
         )
+    for scheme, suffix in (("sqlite", "db"), ("duckdb", "duckdb")):
+        if value.startswith(f"{scheme}:") and not (
+            value.startswith(f"{scheme}:///") or value == f"{scheme}://"
+        ):
+            # sqlite://var/x.db reads "var" as a host name (issue 17)
+            raise ValueError(
+                f"{scheme}:///relative/path.{suffix} (three slashes) or "
+                f"{scheme}:////absolute/path.{suffix}"
+            )
     # psycopg 3 is the driver we ship; plain "postgresql://" would make SQLAlchemy (and Celery's
     # result backend) look for psycopg2. "postgres://" is the Heroku-style alias.
     for prefix in ("postgres://", "postgresql://"):
@@ -572,7 +582,7 @@ def _with_password(url: str, password: Secret) -> str:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    if parsed.password is not None or url.startswith("sqlite"):
+    if parsed.password is not None or url.startswith(("sqlite", "duckdb")):
         return url
     return parsed.set(password=password.reveal()).render_as_string(hide_password=False)
 

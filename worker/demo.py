@@ -49,10 +49,12 @@ def run_demo(
     progress: Progress,
     directory: Path = DEMO_DIR,
     profile: str = "extended",
+    warehouse: str = "sqlite",
 ) -> DemoReport:
+    """``warehouse``: ``sqlite``, the zero-setup default, or ``duckdb`` (issue 14, item 5)."""
     shutil.rmtree(directory, ignore_errors=True)  # every demo starts from nothing
     directory.mkdir(parents=True)
-    database = directory / "rrsync-demo.db"
+    database = directory / ("rrsync-demo.duckdb" if warehouse == "duckdb" else "rrsync-demo.db")
     config = SimulatorConfig(
         records=RECORDS,
         seed=7,
@@ -74,7 +76,7 @@ def run_demo(
                 "ROSEROCKET_REDIRECT_URI": config.redirect_uri,
                 "ROSEROCKET_AUTH_URL": sim.url,
                 "ROSEROCKET_API_URL": sim.url,
-                "DATABASE_URL": f"sqlite:///{database}",
+                "DATABASE_URL": f"{warehouse}:///{database}",
                 "TOKEN_KEY_FILE": str(directory / "rrsync-demo.key"),
             },
             dotenv_path=None,

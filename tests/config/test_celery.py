@@ -24,6 +24,13 @@ def test_reliability_options(conf: Any) -> None:
     assert conf.timezone == "UTC" and conf.enable_utc is True
 
 
+def test_one_pool_process_on_duckdb(make_settings: Any, tmp_path: Any) -> None:
+    """Issue 14: DuckDB's file takes one process at a time; elsewhere Celery's default."""
+    duck = make_settings(DATABASE_URL=f"duckdb:///{tmp_path / 'w.duckdb'}")
+    assert make_app(duck).conf.worker_concurrency == 1
+    assert make_app(make_settings()).conf.worker_concurrency is None
+
+
 def test_time_limits_and_visibility_timeout_relations(conf: Any) -> None:
     assert conf.task_soft_time_limit < conf.task_time_limit
     broker_vt = conf.broker_transport_options["visibility_timeout"]

@@ -114,6 +114,10 @@ def test_result_backend_follows_the_broker() -> None:
     assert redis.result_backend == "redis://r:6379/0"
     embedded = load_settings(environ={}, dotenv_path=None)
     assert embedded.result_backend == "db+sqlite:///var/celery-results.db"
+    # issue 14: Celery cannot keep results in DuckDB; they go to a SQLite file beside it
+    duck = load_settings(environ={"DATABASE_URL": "duckdb:///w/x.duckdb"}, dotenv_path=None)
+    assert duck.database_url == "duckdb:///w/x.duckdb"
+    assert duck.result_backend == "db+sqlite:///w/celery-results.db"
 
 
 BAD_VALUES = [
@@ -182,6 +186,8 @@ BAD_VALUES = [
     ("HTTP_BACKOFF_SECONDS", "Infinity", "finite number"),
     # issue 17: two slashes make "var" a host name
     ("DATABASE_URL", "sqlite://var/x.db", "three slashes"),
+    ("DATABASE_URL", "duckdb://var/x.duckdb", "duckdb:///relative/path.duckdb (three slashes)"),
+    ("DATABASE_URL", "mysql://u@h/db", "duckdb:///path/file.duckdb"),
     # issue 17: a bad cron field is named with its range, not reported as "not 5 fields"
     ("SYNC_SCHEDULE", "0 25 * * *", "the hour field (field 2 of 5) within 0-23"),
     ("SYNC_SCHEDULE", "0 0 0 * *", "the day of month field (field 3 of 5) within 1-31"),

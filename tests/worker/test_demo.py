@@ -12,14 +12,21 @@ import sqlalchemy as sa
 
 
 @pytest.mark.parametrize(
-    ("profile", "resources", "paging"), [("extended", 6, "keyset"), ("documented", 5, "sweep")]
+    ("profile", "resources", "paging", "warehouse"),
+    [
+        ("extended", 6, "keyset", "sqlite"),
+        ("documented", 5, "sweep", "sqlite"),
+        ("extended", 6, "keyset", "duckdb"),  # `make demo WAREHOUSE=duckdb` (issue 14)
+    ],
 )
-def test_demo_end_to_end(tmp_path: Path, profile: str, resources: int, paging: str) -> None:
+def test_demo_end_to_end(
+    tmp_path: Path, profile: str, resources: int, paging: str, warehouse: str
+) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("DATABASE_URL=postgresql://nobody@nowhere/none\nSYNC_RESOURCES=trucks\n")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ROSEROCKET_", "SYNC_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "demo", "--profile", profile],
+        [sys.executable, "-m", "worker", "demo", "--profile", profile, "--warehouse", warehouse],
         cwd=tmp_path,
         env=clean,
         capture_output=True,
@@ -29,15 +36,17 @@ def test_demo_end_to_end(tmp_path: Path, profile: str, resources: int, paging: s
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for step in ("full sync:", "incremental sync:", "rosesync status:", "sqlite3 var/demo/"):
+    shell = "duckdb" if warehouse == "duckdb" else "sqlite3"
+    for step in ("full sync:", "incremental sync:", "rosesync status:", f"{shell} var/demo/"):
         assert step in out
     assert "failed" not in out
     assert "GROUP BY status, currency" in out  # never USD and CAD added together (issue 17)
     # the last line says how to run rosesync from a shell, not a bare `rrsync` (issue 17)
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"rosesync is installed in {Path(sys.executable).parent}")
-    database = tmp_path / "var" / "demo" / "rrsync-demo.db"
-    engine = sa.create_engine(f"sqlite:///{database}")
+    suffix = "duckdb" if warehouse == "duckdb" else "db"
+    database = tmp_path / "var" / "demo" / f"rrsync-demo.{suffix}"
+    engine = sa.create_engine(f"{warehouse}:///{database}", poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         orders = conn.execute(sa.text("SELECT count(*) FROM rr_orders")).scalar_one()
         runs = conn.execute(sa.text("SELECT count(*) FROM rrsync_runs")).scalar_one()

@@ -149,12 +149,19 @@ def simulator_command(
 
 @cli.command("demo")
 @_PROFILE
+@click.option(
+    "--warehouse",
+    type=click.Choice(["sqlite", "duckdb"]),
+    default="sqlite",
+    show_default=True,
+    help="The database the demo syncs into, a file under var/demo/.",
+)
 @handles_errors
-def demo_command(profile: str) -> None:
+def demo_command(profile: str, warehouse: str) -> None:
     """Show rosesync end to end on the bundled simulator, with no configuration.
 
-    Starts the simulator, bootstraps, runs a full and an incremental sync into a SQLite file
-    under var/demo/ and prints what landed. Reads no settings and touches no .env.
+    Starts the simulator, bootstraps, runs a full and an incremental sync into a SQLite (or
+    DuckDB) file under var/demo/ and prints what landed. Reads no settings and touches no .env.
     """
     from worker.cli.syncing import ProgressBars, runs_table, status_text
     from worker.demo import EXAMPLE_QUERIES, run_demo
@@ -162,15 +169,21 @@ def demo_command(profile: str) -> None:
     configure_logging("WARNING")
     bars = ProgressBars()
     try:
-        report = run_demo(say=lambda line: out(f"==> {line}"), progress=bars, profile=profile)
+        report = run_demo(
+            say=lambda line: out(f"==> {line}"),
+            progress=bars,
+            profile=profile,
+            warehouse=warehouse,
+        )
     finally:
         bars.close()
     out("\nfull sync:\n" + runs_table(report.full))
     out("\nincremental sync:\n" + runs_table(report.incremental))
     out("\nrosesync status:\n" + status_text(report.status))
     out(f"\nThe warehouse is {report.database}. Try:")
+    shell = "duckdb" if warehouse == "duckdb" else "sqlite3"  # each database's own CLI
     for query in EXAMPLE_QUERIES:
-        out(f'  sqlite3 {report.database} "{query}"')
+        out(f'  {shell} {report.database} "{query}"')
     out("\n" + how_to_run())
     failed = [r for r in report.full + report.incremental if not r.ok]
     if failed:

@@ -3,8 +3,8 @@
 A parent's children are derived inside the database from the parent row as stored, in the
 parent's own transaction, right after the batch's upsert: delete the children of the parents
 the batch wrote, then insert one row per element of each one's list (PostgreSQL
-``jsonb_array_elements ... WITH ORDINALITY``, SQLite ``json_each``). So the children always
-match the stored parent version: a parent the newer-wins rule kept (its stored ``updated_at``
+``jsonb_array_elements ... WITH ORDINALITY``, SQLite and DuckDB ``json_each``). So the children
+always match the stored parent version: a parent the newer-wins rule kept (its stored ``updated_at``
 is not the batch's) is left alone with its children, and a soft-deleted parent (never written
 by a batch) keeps them.
 
@@ -23,7 +23,8 @@ the same on both databases: a value that does not fit its type is NULL, the elem
 whole in ``data``. Integers and amounts are read from JSON numbers only (a numeric string is
 NULL here; integers up to 18 digits), timestamps in the API's own form only
 (``2024-03-05T14:22:11.123Z``), text from strings, numbers and booleans (a number as its JSON
-text). Every cast is guarded, so odd data never fails a batch.
+text). Every cast is guarded, so odd data never fails a batch. DuckDB (issue 14, item 5) reads
+the same JSON with its own functions and the same rules; its casts are ``TRY_CAST``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import msgspec
 import sqlalchemy as sa
 
 from worker.source.resources import Child, Column, ColumnType, Resource
-from worker.warehouse.db import is_postgres
 from worker.warehouse.schema import child_tables, parent_key, resource_tables
 
 
@@ -140,14 +140,43 @@ def _sqlite_value(element: str, column: Column) -> str:
     return typed[column.type]
 
 
+# -- DuckDB -------------------------------------------------------------------------------------
+
+_DUCKDB_NUMBER = "('BIGINT', 'UBIGINT', 'DOUBLE')"  # json_type's names for a JSON number
+
+
+def _duckdb_value(element: str, column: Column) -> str:
+    path = _sqlite_path(column.path)  # the same JSONPath: $."key"."key"
+    kind = f"json_type({element}, {path})"
+    text = f"json_extract_string({element}, {path})"  # a number: its JSON text
+    typed: dict[ColumnType, str] = {
+        "text": f"CASE WHEN {kind} IN ('VARCHAR', 'BOOLEAN', 'BIGINT', 'UBIGINT', 'DOUBLE') "
+        f"THEN {text} END",
+        "boolean": f"CASE WHEN {kind} = 'BOOLEAN' THEN {text} = 'true' END",
+        # a whole number (1.0 reads as DOUBLE: not whole) of up to 18 digits
+        "integer": (
+            f"CASE WHEN {kind} IN ('BIGINT', 'UBIGINT') AND length(ltrim({text}, '-')) <= 18 "
+            f"THEN TRY_CAST({text} AS BIGINT) END"
+        ),
+        # from the number's text, not a double: exact; NULL where DECIMAL(18, 4) overflows
+        "numeric": f"CASE WHEN {kind} IN {_DUCKDB_NUMBER} "
+        f"THEN TRY_CAST({text} AS DECIMAL(18, 4)) END",
+        "timestamp": (
+            f"CASE WHEN {kind} = 'VARCHAR' AND regexp_full_match({text}, "
+            f"{_literal(_PG_TIMESTAMP.strip('^$'))}) AND substr({text}, 1, 4) <> '0000' "
+            f"THEN TRY_CAST({text} AS TIMESTAMPTZ) END"
+        ),
+    }
+    return typed[column.type]
+
+
 class ChildWriter:
     """Replaces the children of the parents a batch wrote; statements built once per run."""
 
     def __init__(self, resource: Resource, parent: sa.Table, dialect: sa.Dialect) -> None:
-        postgres = dialect.name == "postgresql"
         self._key = [column.name for column, _ in parent_key(parent)]
         keys = ", ".join(f"p.{_quote(k)}" for k in self._key)
-        if postgres:
+        if dialect.name == "postgresql":
             # The batch's keys as arrays, not a join with the staging table: the planner knows
             # an array's length, so it looks the parents (and their children) up by index; it
             # has no statistics on the stage, and chose to read both whole tables for every
@@ -161,13 +190,20 @@ class ChildWriter:
                 f"({keys}, p.updated_at) IN "  # noqa: S608
                 f"(SELECT * FROM unnest({arrays}, %(updated)b::timestamptz[]))"
             )
+        elif dialect.name == "duckdb":
+            # one list per key column, as the upsert binds its rows (warehouse/load.py)
+            lists = ", ".join(
+                f"unnest(?::{column.type.compile(dialect=dialect)}[])"
+                for column, _ in parent_key(parent)
+            )
+            written = f"({keys}, p.updated_at) IN (SELECT {lists}, unnest(?::TIMESTAMPTZ[]))"
         else:
             pairs = ", ".join(f"w.value ->> {i}" for i in range(len(self._key) + 1))
             written = f"({keys}, p.updated_at) IN (SELECT {pairs} FROM json_each(?) w)"  # noqa: S608
         self._statements = [
             statement
             for child, table in child_tables[resource.name]
-            for statement in _replace(child, table, parent, postgres, written)
+            for statement in _replace(child, table, parent, dialect.name, written)
         ]
 
     def __bool__(self) -> bool:
@@ -193,6 +229,13 @@ class ChildWriter:
         for statement in self._statements:
             conn.exec_driver_sql(statement, parameter)
 
+    def write_duckdb(self, conn: sa.Connection, names: Sequence[str], rows: Sequence[Any]) -> None:
+        """As :meth:`write_postgres`, the batch's keys as one list per column."""
+        written = self._written(names, rows)
+        lists = (*([key[i] for key in written] for i in range(len(self._key))), [*written.values()])
+        for statement in self._statements:
+            conn.exec_driver_sql(statement, lists)
+
     def _written(self, names: Sequence[str], rows: Sequence[Any]) -> dict[tuple[Any, ...], Any]:
         """Each parent key of the batch with its newest ``updated_at`` (the version the upsert
         kept, unless the stored one is newer still)."""
@@ -213,19 +256,19 @@ def refill(conn: sa.Connection, resource: Resource, child: Child) -> None:
     existing install has its children without a full sync."""
     parent = resource_tables[resource.name]
     table = dict(child_tables[resource.name])[child]
-    for statement in _replace(child, table, parent, is_postgres(conn), "1 = 1"):
+    for statement in _replace(child, table, parent, conn.dialect.name, "1 = 1"):
         conn.exec_driver_sql(statement)
 
 
 def _replace(
-    child: Child, table: sa.Table, parent: sa.Table, postgres: bool, written: str
+    child: Child, table: sa.Table, parent: sa.Table, dialect: str, written: str
 ) -> tuple[str, str]:
     """Delete then insert the children of the parents ``p`` for which ``written`` holds."""
     key = parent_key(parent)
     names = [name for _, name in key]
     keys = ", ".join(f"p.{_quote(column.name)}" for column, _ in key)
     columns = ", ".join(_quote(n) for n in [*names, "position", *(c.name for c in child.columns)])
-    if postgres:
+    if dialect == "postgresql":
         array = f"p.data #> {_literal('{' + ','.join(child.path.split('.')) + '}')}"
         source = (
             f"FROM {_quote(parent.name)} p CROSS JOIN LATERAL jsonb_array_elements("
@@ -238,6 +281,21 @@ def _replace(
         delete = (
             f"DELETE FROM {_quote(table.name)} c USING {_quote(parent.name)} p "  # noqa: S608
             f"WHERE ({child_keys}) = ({keys}) AND {written}"
+        )
+    elif dialect == "duckdb":
+        array = _sqlite_path(child.path)
+        # The batch's parents first: DuckDB would otherwise expand every stored parent's list
+        # and filter after (a sync quadratic in the table's size).
+        source = (
+            f"FROM (SELECT * FROM {_quote(parent.name)} p WHERE {written} "  # noqa: S608
+            f"AND json_type(p.data, {array}) = 'ARRAY') p, json_each(p.data, {array}) e"
+        )
+        position, data = "CAST(e.key AS INTEGER)", "e.value"  # any element: its JSON text
+        element = "(CASE e.type WHEN 'OBJECT' THEN e.value END)"
+        values = [_duckdb_value(element, c) for c in child.columns]
+        delete = (
+            f"DELETE FROM {_quote(table.name)} WHERE ({', '.join(map(_quote, names))}) IN "  # noqa: S608
+            f"(SELECT {keys} FROM {_quote(parent.name)} p WHERE {written})"
         )
     else:
         array = _sqlite_path(child.path)

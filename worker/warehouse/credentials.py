@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
 from worker.logs import redact
-from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.db import reader, upsert
 from worker.warehouse.schema import credentials
 
 OK = "ok"
@@ -104,7 +103,7 @@ def replace(engine: Engine, row: CredentialRow) -> None:
         "updated_at": utcnow(),
     }
     with engine.begin() as conn:
-        insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(credentials)
+        insert = upsert(conn)(credentials)
         conn.execute(
             insert.values(**values).on_conflict_do_update(
                 index_elements=[credentials.c.org],

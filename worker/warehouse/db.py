@@ -9,18 +9,24 @@ dialect docs, "Serializable isolation / Savepoints / Transactional DDL"). IMMEDI
 write lock up front, which is what makes "lock, re-read, write" (the credential refresh, a lease)
 correct, and avoids the SQLITE_BUSY a deferred transaction gets when it upgrades to a writer.
 Read-only work uses :func:`reader`, which begins a plain deferred transaction instead.
+
+DuckDB, the third choice (issue 14, item 5), allows one process at a time on its file: its
+engine is built in duck.py.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
 from worker.errors import ConfigError, RoseSyncError, Unreachable, WarehouseFull
@@ -35,9 +41,9 @@ def _parse(url: str) -> sa.URL:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
         raise ConfigError(f"DATABASE_URL: expected a SQLAlchemy URL, got {url!r}") from None
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "duckdb"):
         raise ConfigError(
-            f"DATABASE_URL: rosesync supports sqlite:/// and postgresql:// URLs, got "
+            f"DATABASE_URL: rosesync supports sqlite:///, duckdb:/// and postgresql:// URLs, got "
             f"{parsed.get_backend_name()!r}"
         )
     return parsed
@@ -48,11 +54,12 @@ def _parse(url: str) -> sa.URL:
 CONNECT_TIMEOUT_SECONDS = 10
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file behind a SQLite URL (absolute), None for PostgreSQL or an in-memory database."""
+def database_file(url: str) -> Path | None:
+    """The file behind a SQLite or DuckDB URL (absolute), None for PostgreSQL or an in-memory
+    database."""
     parsed = _parse(url)
     database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+    if parsed.get_backend_name() == "postgresql" or not database or database == ":memory:":
         return None
     if database.startswith("file:"):
         return None
@@ -60,10 +67,10 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def require_existing(url: str) -> None:
-    """For commands that only read: a SQLite file that is not there is an error, never created
-    (issue 17: `status` run from another directory created ./var/rrsync.db and said "no
+    """For commands that only read: a SQLite or DuckDB file that is not there is an error, never
+    created (issue 17: `status` run from another directory created ./var/rrsync.db and said "no
     credential")."""
-    path = sqlite_file(url)
+    path = database_file(url)
     if path is not None and not path.is_file():
         raise ConfigError(
             f"DATABASE_URL: there is no database at {path} ({url}): run rosesync from the "
@@ -85,24 +92,25 @@ def connection_error(url: str, exc: sa.exc.DBAPIError | OSError) -> RoseSyncErro
 
     No server answered (refused, unknown host, timed out): :class:`Unreachable`, which a Celery
     task may retry later. The server answered no (no such database, wrong password), or a
-    SQLite file cannot be opened: :class:`ConfigError`. Either names the variable and the
+    SQLite or DuckDB file cannot be opened: :class:`ConfigError`. Either names the variable and the
     address, never the password.
     """
     where = safe_url(url)
     if isinstance(exc, OSError):
         return ConfigError(f"DATABASE_URL: cannot use {where} ({exc.strerror or exc})")
     cause = _cause(exc)
-    if getattr(exc.orig, "sqlstate", None) is None and "sqlite" not in url:
+    if getattr(exc.orig, "sqlstate", None) is None and database_file(url) is None:
         return Unreachable(f"DATABASE_URL: cannot connect to {where} ({cause})")
     return ConfigError(f"DATABASE_URL: {where}: {cause}")
 
 
 def create_engine(url: str, pooled: bool = True) -> Engine:
-    """An engine for ``url``; for a SQLite file, its directory is created if missing.
+    """An engine for ``url``; for a SQLite or DuckDB file, its directory is created if missing.
 
     ``pooled=False`` closes every connection after use: for a thread of a process that forks
     (the Celery worker's heartbeat, before the embedded beat forks), since a SQLite connection
-    carried across fork() breaks the file's locking ("locking protocol").
+    carried across fork() breaks the file's locking ("locking protocol"). DuckDB's engine never
+    pools (duck.py).
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
@@ -119,12 +127,17 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
         if isinstance(own, str):
             _place(engine, own, data if isinstance(data, str) else None)
         return engine
-    path = sqlite_file(url)
+    path = database_file(url)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise connection_error(url, exc) from None
+    if parsed.get_backend_name() == "duckdb":
+        # Imported here: DuckDB costs a SQLite or PostgreSQL deployment nothing at start-up.
+        from worker.warehouse import duck
+
+        return duck.create_engine(parsed)
     engine = sa.create_engine(
         parsed,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -198,11 +211,15 @@ _DISK_FULL = "53100"
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """SQLite's "database or disk is full" (SQLITE_FULL, also a PRAGMA max_page_count reached)
-    or PostgreSQL's disk_full, raw from the driver or wrapped by SQLAlchemy."""
+    """SQLite's "database or disk is full" (SQLITE_FULL, also a PRAGMA max_page_count reached),
+    PostgreSQL's disk_full or DuckDB's failed write (ENOSPC), raw from the driver or wrapped by
+    SQLAlchemy."""
     orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     if isinstance(orig, sqlite3.Error):
         return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    duckdb = sys.modules.get("duckdb")  # imported only by a DuckDB deployment (duck.py)
+    if duckdb is not None and isinstance(orig, duckdb.IOException):
+        return os.strerror(errno.ENOSPC) in str(orig)
     return sqlstate(orig) == _DISK_FULL
 
 
@@ -229,6 +246,30 @@ def disk_full(engine: Engine, exc: BaseException, what: str) -> WarehouseFull:
 
 def is_postgres(bind: Engine | sa.Connection) -> bool:
     return bind.dialect.name == "postgresql"
+
+
+def column_names(conn: sa.Connection, table: str) -> list[str]:
+    """The columns of a table or view, in order."""
+    if conn.dialect.name == "duckdb":
+        # duckdb-engine's inspector asks PostgreSQL's catalog for collations DuckDB lacks
+        query = sa.text(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = :t "
+            "ORDER BY ordinal_position"
+        )
+        return list(conn.execute(query, {"t": table}).scalars())
+    return [c["name"] for c in sa.inspect(conn).get_columns(table)]
+
+
+def upsert(bind: Engine | sa.Connection) -> Callable[[sa.Table], Any]:
+    """The dialect's ``insert`` that has ``on_conflict_do_update``: DuckDB speaks PostgreSQL's
+    (its SQLAlchemy dialect derives from it), SQLite its own."""
+    return sqlite.insert if bind.dialect.name == "sqlite" else postgresql.insert
+
+
+def greatest(bind: Engine | sa.Connection) -> Any:
+    """SQL's two-argument maximum: ``greatest`` (PostgreSQL, DuckDB), or ``max(a, b)`` on
+    SQLite."""
+    return sa.func.max if bind.dialect.name == "sqlite" else sa.func.greatest
 
 
 _engines: dict[tuple[int, str], Engine] = {}

@@ -29,11 +29,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.source.resources import Column, Resource
-from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.db import reader, upsert
 from worker.warehouse.schema import drift, fields
 
 VANISH_SAMPLE = 25  # sampled records a run needs before a known path's absence counts
@@ -200,7 +199,7 @@ def _store(
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    return (postgresql.insert if is_postgres(conn) else sqlite.insert)(table)
+    return upsert(conn)(table)
 
 
 def listed(engine: Engine, org: str | None = None) -> list[Drift]:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 
 from worker.source.resources import REGISTRY, Child, Resource
 from worker.warehouse import children, views
-from worker.warehouse.db import is_postgres, schemas
+from worker.warehouse.db import column_names, is_postgres, schemas
 from worker.warehouse.schema import child_tables, resource_tables, state
 
 VERSION_TABLE = "rrsync_alembic_version"  # our own name: the warehouse may host other apps
@@ -111,7 +111,7 @@ def _resource_gaps(conn: sa.Connection) -> list[tuple[sa.Table, sa.Column[object
         if table.name not in existing:
             gaps.append((table, None))
             continue
-        have = {c["name"] for c in inspector.get_columns(table.name)}
+        have = set(column_names(conn, table.name))
         gaps.extend((table, column) for column in table.columns if column.name not in have)
     return gaps
 
@@ -226,7 +226,7 @@ def upgrade(engine: Engine) -> list[str]:
                 refill[table.name] = _CHILDREN[table.name]
         for derive in refill.values():
             derive(conn)
-        if not is_postgres(conn):
+        if conn.dialect.name == "sqlite":  # DuckDB's amounts are DECIMAL(18, 4) already
             changes += _exact_money(conn)
         changes += views.ensure(conn)
         if is_postgres(conn):

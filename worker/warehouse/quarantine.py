@@ -17,11 +17,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.logs import redact
-from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.db import reader, upsert
 from worker.warehouse.rows import Poison
 from worker.warehouse.schema import quarantine
 
@@ -57,7 +56,7 @@ def add(
         }
         for item in items
     }
-    insert = (postgresql.insert if is_postgres(conn) else sqlite.insert)(quarantine)
+    insert = upsert(conn)(quarantine)
     statement = insert.on_conflict_do_update(
         index_elements=[quarantine.c.resource, quarantine.c.org, quarantine.c.key],
         set_={name: insert.excluded[name] for name in ("record_id", "reason", "raw", "last_seen")},

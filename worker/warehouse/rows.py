@@ -8,7 +8,8 @@ formatting a datetime.
 
 On PostgreSQL the rows travel by binary COPY (warehouse/load.py), so each value is the Python
 type of its column's binary format (:data:`POSTGRES_TYPES`): datetimes, ``Decimal`` for
-numeric, and ``data`` as the record's JSON text, which goes to the server as it came.
+numeric, and ``data`` as the record's JSON text, which goes to the server as it came. DuckDB's
+rows are the same values (``native``), bound column by column as lists (:data:`DUCKDB_TYPES`).
 
 A value that does not fit its column's type (including its range: a bigint, NUMERIC(18, 4))
 becomes NULL, the raw record being kept in ``data``, and is logged once per column and run and
@@ -162,18 +163,33 @@ POSTGRES_TYPES: dict[ColumnType, str] = {
 """Each column type's PostgreSQL type, which binary COPY must be told (it applies no casts);
 a test checks them against the tables as created."""
 
+DUCKDB_TYPES: dict[ColumnType, str] = {
+    "text": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "integer": "BIGINT",
+    "numeric": "DECIMAL(18, 4)",
+    "timestamp": "TIMESTAMPTZ",
+}
+"""Each column type's DuckDB type: the type of the list DuckDB's bulk path binds for it."""
+
 
 class RowBuilder:
     """Builds the driver's row tuples for one resource, org and dialect, in ``columns`` order:
     id, the typed columns, data, updated_at, synced_at, deleted_at, org (last, so that a row's
-    id stays its first field)."""
+    id stays its first field).
 
-    def __init__(self, resource: Resource, postgres: bool, *, org: str) -> None:
+    ``native`` (default: ``postgres``): Python datetimes and decimals rather than SQLite's
+    text; DuckDB takes them too, without PostgreSQL's ``\u0000`` limit."""
+
+    def __init__(
+        self, resource: Resource, postgres: bool, *, org: str, native: bool | None = None
+    ) -> None:
         self.resource = resource
         self.org = org
-        converters = _POSTGRES if postgres else _SQLITE
-        self._time: Convert = postgres_time if postgres else _sqlite_checked  # cursor field
-        self._stamp: Callable[[datetime], Any] = _unchanged if postgres else sqlite_timestamp
+        native = postgres if native is None else native
+        converters = _POSTGRES if native else _SQLITE
+        self._time: Convert = postgres_time if native else _sqlite_checked  # cursor field
+        self._stamp: Callable[[datetime], Any] = _unchanged if native else sqlite_timestamp
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
         ]
@@ -182,6 +198,7 @@ class RowBuilder:
         self.unparsable: dict[Column, int] = {}
         self._unparsable_lock = threading.Lock()
         self._postgres = postgres
+        self._native = native
 
     @property
     def columns(self) -> list[str]:
@@ -194,10 +211,17 @@ class RowBuilder:
         typed = [POSTGRES_TYPES[c.type] for c in self.resource.columns]
         return ["text", *typed, "jsonb", "timestamptz", "timestamptz", "timestamptz", "varchar"]
 
+    @property
+    def duckdb_types(self) -> list[str]:
+        """The DuckDB type of each of ``columns``, for its bulk path."""
+        typed = [DUCKDB_TYPES[c.type] for c in self.resource.columns]
+        stamps = ["TIMESTAMPTZ"] * 3  # updated_at, synced_at, deleted_at
+        return ["VARCHAR", *typed, "VARCHAR", *stamps, "VARCHAR"]
+
     def rows(self, records: Sequence[Record], synced: datetime) -> list[Row]:
         rows: list[Row] = []
         synced_value = self._stamp(synced)
-        postgres = self._postgres
+        native = self._native
         org = self.org
         for record in records:
             problem = record.problem
@@ -219,7 +243,7 @@ class RowBuilder:
                 row.append(value)
             # the decoder has read the cursor field of every record without a problem
             stamp = record.stamp
-            cursor = stamp if stamp is not None and postgres else self._time(record.updated)
+            cursor = stamp if stamp is not None and native else self._time(record.updated)
             row += (record.raw, cursor, synced_value, None, org)
             rows.append(tuple(row))
         return rows

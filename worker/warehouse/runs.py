@@ -11,12 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
 from worker.logs import redact
-from worker.warehouse.db import is_postgres, reader
+from worker.warehouse.db import greatest, reader, upsert
 from worker.warehouse.schema import resource_tables, runs, state
 
 
@@ -66,8 +65,7 @@ def _run_row(row: Any) -> RunRow:
 
 
 def _upsert_state(conn: sa.Connection, resource: str, org: str, **values: Any) -> None:
-    insert = (postgresql if is_postgres(conn) else sqlite).insert(state)
-    stmt = insert.values(resource=resource, org=org, updated_at=utcnow(), **values)
+    stmt = upsert(conn)(state).values(resource=resource, org=org, updated_at=utcnow(), **values)
     conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[state.c.resource, state.c.org],
@@ -86,8 +84,9 @@ def advance_cursor(
     read the old cursor and have the older of their two positions win: the second waits for
     the first's row lock and then compares with what the first committed.
     """
-    insert = (postgresql if is_postgres(conn) else sqlite).insert(state)
-    stmt = insert.values(resource=resource, org=org, updated_at=utcnow(), **{column: cursor})
+    stmt = upsert(conn)(state).values(
+        resource=resource, org=org, updated_at=utcnow(), **{column: cursor}
+    )
     current, offered = state.c[column], stmt.excluded[column]
     newer = sa.or_(current.is_(None), offered > current)
     conn.execute(
@@ -180,14 +179,14 @@ def add_progress(
     """Count a batch's pages and records into its run, and raise the request counters to
     ``stats``, inside the batch's transaction. Additive and monotonic, because batches commit
     concurrently and in any order (worker/sync/commits.py)."""
-    greatest = sa.func.greatest if is_postgres(conn) else sa.func.max  # max(a, b) on SQLite
+    most = greatest(conn)
     update_run(
         conn,
         run_id,
         heartbeat_at=utcnow(),
         pages=runs.c.pages + pages,
         records=runs.c.records + records,
-        **{name: greatest(runs.c[name], value) for name, value in stats.items()},
+        **{name: most(runs.c[name], value) for name, value in stats.items()},
     )
 
 

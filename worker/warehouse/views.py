@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from worker.warehouse.db import column_names
 from worker.warehouse.schema import child_tables, parent_key, resource_tables
 
 
@@ -38,7 +39,7 @@ def ensure(conn: sa.Connection) -> list[str]:
     for name, query in definitions().items():
         wanted = [c.name for c in query.selected_columns]
         if name in existing:
-            if [c["name"] for c in inspector.get_columns(name)] == wanted:
+            if column_names(conn, name) == wanted:
                 continue
             conn.exec_driver_sql(f'DROP VIEW "{name}"')
             changes.append(f"replaced view {name}")

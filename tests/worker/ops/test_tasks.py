@@ -178,24 +178,44 @@ def test_beat_syncs_everything_and_keeps_a_short_lived_token_alive(
         "REFRESH_INTERVAL_SECONDS": "1",
     }
     with make_world(database_url, tmp_path, config, **env) as world:
-        worker = processes(world.env, tmp_path, "worker", "-B", "-P", "threads", "-c", "2")
-        wait_for(lambda: all(_succeeded(world, name) for name in RESOURCES), 90, "every resource")
-        # keep going through several more token lifetimes, syncing all the while
-        first_refreshes = world.sim.counters()["grants"].get("refresh_token", 0)
-        wait_for(
-            lambda: world.sim.counters()["grants"].get("refresh_token", 0) >= first_refreshes + 4,
-            60,
-            "four more refreshes",
-        )
-        worker.stop()
-        counters = world.sim.counters()
-        unauthorized = {k: v for k, v in counters["requests"].items() if k.endswith(" 401")}
-        assert unauthorized == {}, worker.output()[-3000:]
-        runs = recent_runs(world.engine, limit=500)
-        assert sum(r.unauthorized for r in runs) == 0
-        assert {r.resource for r in runs if r.status == "succeeded"} == set(RESOURCES)
-        for name in RESOURCES:
-            assert_matches_source(world, name)
+        _beat_keeps_everything_in_step(world, tmp_path, processes, "-P", "threads", "-c", "2")
+
+
+def test_a_prefork_worker_and_beat_share_a_duckdb_file(
+    duckdb_url: str, tmp_path: Path, processes: Callable[..., Process]
+) -> None:
+    """Issue 14, item 5: on DuckDB, whose file one process at a time may open, the worker's
+    processes (two prefork pool processes, the embedded beat, the main process's heartbeat)
+    and this test's reads take turns at it, through syncs and token refreshes."""
+    config = SimulatorConfig(records=120, access_ttl=4.0)
+    env = {"SYNC_SCHEDULE": "@every 4s", "REFRESH_INTERVAL_SECONDS": "1"}
+    with make_world(duckdb_url, tmp_path, config, **env) as world:
+        _beat_keeps_everything_in_step(world, tmp_path, processes, "-P", "prefork", "-c", "2")
+
+
+def _beat_keeps_everything_in_step(
+    world: World, tmp_path: Path, processes: Callable[..., Process], *pool: str
+) -> None:
+    """Syncs and token refreshes by a worker with beat: every resource synced, exactly, and
+    several token lifetimes later still no request was refused for an expired token."""
+    worker = processes(world.env, tmp_path, "worker", "-B", *pool)
+    wait_for(lambda: all(_succeeded(world, name) for name in RESOURCES), 90, "every resource")
+    # keep going through several more token lifetimes, syncing all the while
+    first_refreshes = world.sim.counters()["grants"].get("refresh_token", 0)
+    wait_for(
+        lambda: world.sim.counters()["grants"].get("refresh_token", 0) >= first_refreshes + 4,
+        60,
+        "four more refreshes",
+    )
+    worker.stop()
+    counters = world.sim.counters()
+    unauthorized = {k: v for k, v in counters["requests"].items() if k.endswith(" 401")}
+    assert unauthorized == {}, worker.output()[-3000:]
+    runs = recent_runs(world.engine, limit=500)
+    assert sum(r.unauthorized for r in runs) == 0
+    assert {r.resource for r in runs if r.status == "succeeded"} == set(RESOURCES)
+    for name in RESOURCES:
+        assert_matches_source(world, name)
 
 
 def _queued_tasks(broker: str) -> list[str]:

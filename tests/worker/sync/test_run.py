@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 import psycopg
 import pytest
@@ -59,9 +60,9 @@ def served(world: World) -> list[str]:
 
 
 @pytest.fixture
-def world(database_url: str, api_profile: str, tmp_path: Path) -> Iterator[World]:
+def world(warehouse_url: str, api_profile: str, tmp_path: Path) -> Iterator[World]:
     config = SimulatorConfig(records=300, profile=api_profile)
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as w:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as w:
         yield w
 
 
@@ -115,11 +116,11 @@ def test_typed_columns_and_raw_data(world: World) -> None:
 
 
 def test_cursor_never_passes_run_start_less_skew(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     # Live changes stamp records with the current time: the cursor must stop short of them.
     config = SimulatorConfig(records=100, mutation_per_request=3, profile=api_profile)
-    with make_world(database_url, tmp_path, config, SYNC_CLOCK_SKEW_SECONDS="30") as world:
+    with make_world(warehouse_url, tmp_path, config, SYNC_CLOCK_SKEW_SECONDS="30") as world:
         result = sync(world, "orders")
         assert result.ok
         cursor = result.run.cursor_after
@@ -129,12 +130,12 @@ def test_cursor_never_passes_run_start_less_skew(
 
 @pytest.mark.soak
 def test_live_mutation_then_one_more_incremental_is_exact(
-    database_url: str, api_profile: str, tmp_path: Path, soak_seed: int
+    warehouse_url: str, api_profile: str, tmp_path: Path, soak_seed: int
 ) -> None:
     config = SimulatorConfig(
         records=400, seed=soak_seed, mutation_per_request=3, profile=api_profile
     )
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         for name in ("orders", "customers"):
             assert sync(world, name, full=True).ok
             assert sync(world, name).ok
@@ -147,7 +148,7 @@ def test_live_mutation_then_one_more_incremental_is_exact(
 
 @pytest.mark.soak
 def test_faults_do_not_change_the_result(
-    database_url: str, api_profile: str, tmp_path: Path, soak_seed: int
+    warehouse_url: str, api_profile: str, tmp_path: Path, soak_seed: int
 ) -> None:
     faults = (
         FaultRule(kind="status", status=500, rate=0.04),
@@ -160,7 +161,7 @@ def test_faults_do_not_change_the_result(
         FaultRule(kind="latency", latency=0.005),
     )
     config = SimulatorConfig(records=400, seed=soak_seed, profile=api_profile)
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         world.sim.set_faults(*faults)
         for name in ("orders", "bills"):
             result = sync(world, name, full=True)
@@ -294,11 +295,11 @@ sync_resource(settings, engine, CredentialStore(settings, engine), REGISTRY[sys.
 
 
 def test_kill_9_mid_run_then_rerun_is_exact(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     latency = (FaultRule(kind="latency", latency=0.03),)
     config = SimulatorConfig(records=1500, faults=latency, profile=api_profile)
-    with make_world(database_url, tmp_path, config, SYNC_PAGE_SIZE="50") as world:
+    with make_world(warehouse_url, tmp_path, config, SYNC_PAGE_SIZE="50") as world:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, "orders"],
             env={**os.environ, **world.env},
@@ -457,14 +458,14 @@ def _cursor(world: World, resource: str) -> datetime | None:
 
 
 def test_records_changed_and_deleted_above_the_cursor_are_found(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     """Every order is recent, so the cursor (held back by the clock-skew allowance) stays below
     all of them and counting below it sees nothing; the deletions must still be found, because
     the run listed that window and did not see them (make soak's seeds 8 and 10 found this)."""
     sizes = dict.fromkeys(RESOURCES, 0)
     config = SimulatorConfig(records_by_resource=sizes, seed=3, profile=api_profile)
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         world.sim.mutate(60, resource="orders")
         first = sync(world, "orders")
         assert first.ok and first.run.records == len(world.dump("orders"))
@@ -547,16 +548,16 @@ def _quarantined(world: World) -> dict[str, dict[str, Any]]:
 
 
 def test_poison_records_are_quarantined_and_the_rest_syncs(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     """Issue 13, item 5: 3 poison records among 2,000 orders. The other 1,997 sync, the run
     succeeds, `rosesync status` shows the 3, and the next run fetches them again by id."""
-    postgres = database_url.startswith("postgresql")
+    postgres = warehouse_url.startswith("postgresql")
     kinds = ("nul" if postgres else "number_updated_at", "surrogate", "yesterday")
     config = SimulatorConfig(
         records_by_resource=_only("orders", 2000), poison={"orders": kinds}, profile=api_profile
     )
-    with make_world(database_url, tmp_path, config, **SMALL_PAGES) as world:
+    with make_world(warehouse_url, tmp_path, config, **SMALL_PAGES) as world:
         poisoned = world.sim.poisoned("orders")
         result = sync(world, "orders")
         assert result.ok, result.run.error
@@ -635,15 +636,52 @@ def test_a_record_the_database_refuses_is_quarantined_and_released_once_it_loads
         assert_matches_source(world, "orders")
 
 
+def test_a_record_duckdb_refuses_is_found_without_savepoints(
+    duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB has no triggers to refuse a record with, nor savepoints to split a batch in
+    (worker/warehouse/load.py probes each half in a transaction of its own): one row's
+    ``updated_at`` is made a value DuckDB cannot cast. It is quarantined, the other 299 commit,
+    and once it loads the quarantine is empty."""
+    from worker.warehouse.rows import RowBuilder
+
+    config = SimulatorConfig(records_by_resource=_only("orders", 300))
+    with make_world(duckdb_url, tmp_path, config, **SMALL_PAGES) as world:
+        refused = world.dump("orders")[123]["id"]
+        real_rows = RowBuilder.rows
+
+        def spoiled(self: RowBuilder, *args: Any) -> list[Any]:
+            built = real_rows(self, *args)
+            spot = self.columns.index("updated_at")
+            return [
+                (*row[:spot], "not a time", *row[spot + 1 :]) if row[0] == refused else row
+                for row in built
+            ]
+
+        monkeypatch.setattr(RowBuilder, "rows", spoiled)
+        result = sync(world, "orders")
+        assert result.ok, result.run.error
+        rows = warehouse_rows(world.engine, "orders")
+        assert len(rows) == 299 and refused not in rows
+        (held,) = _quarantined(world).values()
+        assert held["record_id"] == refused
+        assert str(held["reason"]).startswith("the database refused it: ")
+        assert "not a time" in str(held["reason"]) and "\n" not in str(held["reason"])
+        monkeypatch.undo()
+        assert sync(world, "orders").ok
+        assert _quarantined(world) == {}
+        assert_matches_source(world, "orders")
+
+
 def test_more_poison_than_sync_max_quarantine_fails_the_resource(
-    database_url: str, api_profile: str, tmp_path: Path
+    warehouse_url: str, api_profile: str, tmp_path: Path
 ) -> None:
     kinds = ("no_updated_at", "null_updated_at", "yesterday")
     config = SimulatorConfig(
         records_by_resource=_only("orders", 200), poison={"orders": kinds}, profile=api_profile
     )
     env = {**SMALL_PAGES, "SYNC_MAX_QUARANTINE": "2"}
-    with make_world(database_url, tmp_path, config, **env) as world:
+    with make_world(warehouse_url, tmp_path, config, **env) as world:
         result = sync(world, "orders")
         assert not result.ok and isinstance(result.error, QuarantineFull)
         error = result.run.error or ""
@@ -685,6 +723,8 @@ def test_a_full_disk_is_reported_as_one_and_is_transient(sqlite_url: str, tmp_pa
         (psycopg.errors.DiskFull('could not extend file "base/1/2": No space left'), True),
         (psycopg.errors.OutOfMemory("out of memory"), False),
         (sqlite3.OperationalError("database is locked"), False),
+        (duckdb.IOException('Could not write file "w.duckdb": No space left on device'), True),
+        (duckdb.IOException('Could not set lock on file "w.duckdb": Conflicting lock'), False),
     ],
 )
 def test_which_errors_are_a_full_disk(error: Exception, full: bool) -> None:
@@ -692,14 +732,73 @@ def test_which_errors_are_a_full_disk(error: Exception, full: bool) -> None:
     assert is_disk_full(sa.exc.OperationalError("COMMIT", {}, error)) is full
 
 
-def test_a_page_holding_only_poison_is_paged_past(database_url: str, tmp_path: Path) -> None:
+def test_a_page_holding_only_poison_is_paged_past(warehouse_url: str, tmp_path: Path) -> None:
     """A poison record has no position to page from: a page holding nothing else (one record a
     page here) is stepped over by offset, not taken for paging that makes no progress."""
     kinds = ("yesterday", "surrogate")
     config = SimulatorConfig(records_by_resource=_only("orders", 30), poison={"orders": kinds})
     pages = {"SYNC_PAGE_SIZE": "1", "SYNC_CONCURRENCY": "1", "SYNC_STRATEGY": "keyset"}
-    with make_world(database_url, tmp_path, config, **pages) as world:
+    with make_world(warehouse_url, tmp_path, config, **pages) as world:
         result = sync(world, "orders")
         assert result.ok, result.run.error
         assert set(_quarantined(world)) == set(world.sim.poisoned("orders"))
         assert len(warehouse_rows(world.engine, "orders")) == 28
+
+
+def test_status_runs_in_another_process_while_a_sync_writes_to_duckdb(
+    duckdb_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14, item 5: DuckDB lets one process at a time open its file, and rosesync's
+    processes share it (worker/warehouse/duck.py). `rosesync status` runs over and over in
+    processes of its own while this one syncs: every one succeeds, one of them (the sync waits
+    for it after its first batch) sees the rows half loaded, and the sync ends exact."""
+    import json
+    import threading
+
+    monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 100)  # many batches, many commits
+    latency = (FaultRule(kind="latency", latency=0.02),)
+    config = SimulatorConfig(records_by_resource=_only("orders", 1200), faults=latency)
+    pages = {"SYNC_PAGE_SIZE": "50", "SYNC_CONCURRENCY": "2"}
+    with make_world(duckdb_url, tmp_path, config, **pages) as world:
+        syncing = threading.Event()
+        done = threading.Event()
+        mid_sync = threading.Event()
+        seen: list[int] = []
+        failures: list[str] = []
+
+        def status_loop() -> None:
+            syncing.wait(timeout=120)
+            while not done.is_set():
+                shown = _rosesync(world, tmp_path, "status", "--json")
+                if shown.returncode != 0:
+                    failures.append(shown.stderr)
+                    continue
+                report = json.loads(shown.stdout)
+                rows = {r["resource"]: r["rows"] for r in report["resources"]}["orders"]
+                seen.append(rows)
+                if 0 < rows < 1200:
+                    mid_sync.set()
+
+        def progress(_name: str, records: int, _total: int | None) -> None:
+            syncing.set()
+            if records < 1200:
+                mid_sync.wait(timeout=120)  # the first batch waits for a status to read it
+
+        looping = threading.Thread(target=status_loop)
+        looping.start()
+        try:
+            result = sync_resource(
+                world.settings,
+                world.engine,
+                world.store,
+                REGISTRY["orders"],
+                full=True,
+                progress=progress,
+            )
+        finally:
+            done.set()
+            looping.join(timeout=180)
+        assert failures == []
+        assert result.ok, result.run.error
+        assert mid_sync.is_set() and any(0 < rows < 1200 for rows in seen), seen
+        assert_matches_source(world, "orders")

@@ -1,7 +1,8 @@
-"""worker/warehouse/children.py on SQLite and PostgreSQL (issue 14, item 1): a parent's child
-rows are replaced with it, in its transaction, and always match the stored version: a stale
-version leaves them alone, a soft-deleted parent keeps them, two versions in one batch leave
-the newer one's, and odd elements make NULL typed columns, never a failed batch."""
+"""worker/warehouse/children.py on SQLite, PostgreSQL and DuckDB (issue 14, items 1 and 5): a
+parent's child rows are replaced with it, in its transaction, and always match the stored
+version: a stale version leaves them alone, a soft-deleted parent keeps them, two versions in
+one batch leave the newer one's, and odd elements make NULL typed columns, never a failed
+batch."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from worker.warehouse.schema import child_tables
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = connect(database_url)
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    engine = connect(warehouse_url)
     yield engine
     engine.dispose()
 

@@ -36,8 +36,8 @@ BASE = {
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    made = connect(database_url)
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    made = connect(warehouse_url)
     yield made
     made.dispose()
 

@@ -115,8 +115,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    made = connect(database_url)
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    made = connect(warehouse_url)
     yield made
     made.dispose()
 

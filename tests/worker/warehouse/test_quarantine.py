@@ -18,8 +18,8 @@ from worker.warehouse.schema import quarantine as table
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    made = connect(database_url)
+def engine(warehouse_url: str) -> Iterator[Engine]:
+    made = connect(warehouse_url)
     yield made
     made.dispose()
 

@@ -1,6 +1,7 @@
-"""worker/warehouse/views.py on SQLite and PostgreSQL (issue 14, item 4): the views hold live rows
-only, are kept current by `db upgrade`, and answer the analyst's questions (the README's two
-queries) with the numbers the simulator's data gives, computed here in Python."""
+"""worker/warehouse/views.py on SQLite, PostgreSQL and DuckDB (issue 14, items 4 and 5): the
+views hold live rows only, are kept current by `db upgrade`, and answer the analyst's questions
+(the README's two queries) with the numbers the simulator's data gives, computed here in
+Python."""
 
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from tests.support import World, make_world
 from worker.simulator import SimulatorConfig
 from worker.source.resources import REGISTRY
 from worker.sync.run import sync_resource
-from worker.warehouse.db import is_postgres
 from worker.warehouse.migrate import upgrade
 
-# The README's queries; only the month differs between the two databases.
+# The README's queries; only the month differs between the databases.
 MONTH = {
     "postgresql": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
     "sqlite": "strftime('%Y-%m', created_at)",
+    "duckdb": "strftime(created_at AT TIME ZONE 'UTC', '%Y-%m')",
 }
 REVENUE = """
 SELECT customer_id, {month} AS month, currency,
@@ -40,8 +41,8 @@ CENT = Decimal("0.0001")
 
 
 @pytest.fixture
-def world(database_url: str, tmp_path: Path) -> Iterator[World]:
-    with make_world(database_url, tmp_path, SimulatorConfig(records=400)) as w:
+def world(warehouse_url: str, tmp_path: Path) -> Iterator[World]:
+    with make_world(warehouse_url, tmp_path, SimulatorConfig(records=400)) as w:
         for name in ("orders", "customers"):
             assert sync_resource(w.settings, w.engine, w.store, REGISTRY[name], full=True).ok
         w.sim.mutate(60, "orders")  # edits (new commodities), creations and deletions
@@ -51,9 +52,9 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
 
 
 def query(world: World, sql: str) -> list[Any]:
-    kind = "postgresql" if is_postgres(world.engine) else "sqlite"
     with world.engine.connect() as conn:
-        return list(conn.exec_driver_sql(sql.format(month=MONTH[kind])).all())
+        month = MONTH[world.engine.dialect.name]
+        return list(conn.exec_driver_sql(sql.format(month=month)).all())
 
 
 def exact(value: Any) -> Decimal:
