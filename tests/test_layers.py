@@ -143,3 +143,32 @@ def test_only_settings_read_the_environment() -> None:
         if module != "config.settings" and ("os.environ" in source or "getenv(" in source)
     ]
     assert readers == []
+
+
+# What opens the warehouse: each must be given Settings.warehouse_url, which carries where
+# rosesync's own tables live (ROSESYNC_SCHEMA, issue 14); DATABASE_URL alone opens the layout
+# from before, and on PostgreSQL would create a second, empty set of rosesync's tables.
+_OPENERS = {"connect", "create_engine", "engine_for", "health", "upgrade_database"}
+
+
+def bare_database_url(source: str) -> list[int]:
+    """Lines where a warehouse opener is given ``<settings>.database_url``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        if name in _OPENERS and any(
+            isinstance(arg, ast.Attribute) and arg.attr == "database_url" for arg in node.args
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_warehouse_is_opened_through_the_warehouse_url() -> None:
+    found = [
+        f"{module}:{line}" for module, source in our_modules() for line in bare_database_url(source)
+    ]
+    assert found == [], "open the warehouse with settings.warehouse_url"
+    assert bare_database_url("connect(settings().database_url)") == [1]
+    assert bare_database_url("connect(settings.warehouse_url)") == []

@@ -154,7 +154,7 @@ def orgs(ctx: click.Context, as_json: bool) -> None:
     from worker.warehouse import connect
 
     loaded = settings()
-    statuses = credential_statuses(loaded, connect(loaded.database_url, create=False))
+    statuses = credential_statuses(loaded, connect(loaded.warehouse_url, create=False))
     if as_json:
         out(json.dumps([s.as_dict() for s in statuses], indent=2))
         return
@@ -182,7 +182,7 @@ def orgs_pause(org: str) -> None:
     from worker.credentials.orgs import pause
     from worker.warehouse import connect
 
-    pause(connect(settings().database_url), org)
+    pause(connect(settings().warehouse_url), org)
     out(f"org {org} paused: scheduled syncs skip it")
 
 
@@ -194,7 +194,7 @@ def orgs_resume(org: str) -> None:
     from worker.credentials.orgs import resume
     from worker.warehouse import connect
 
-    resume(connect(settings().database_url), org)
+    resume(connect(settings().warehouse_url), org)
     out(f"org {org} resumed")
 
 
@@ -207,7 +207,7 @@ def orgs_remove(org: str, purge: bool) -> None:
     from worker.credentials.orgs import remove
     from worker.warehouse import connect
 
-    purged = remove(connect(settings().database_url), org, purge=purge)
+    purged = remove(connect(settings().warehouse_url), org, purge=purge)
     out(f"org {org} removed: its credential is deleted")
     if purge:
         total = sum(purged.values())

@@ -157,7 +157,7 @@ def sync_all(full: bool = False) -> dict[str, dict[str, str]]:
     resource -> task id. The orgs are those not paused nor waiting for re-authorization,
     within SYNC_ORGS."""
     settings = get_settings()
-    orgs = orgs_to_sync(settings, connect(settings.database_url))
+    orgs = orgs_to_sync(settings, connect(settings.warehouse_url))
     pairs = [(org, name) for org in orgs for name in settings.sync_resources]
     outcome = group(sync_resource.s(name, full, org) for org, name in pairs).apply_async()
     sent: dict[str, dict[str, str]] = {}
