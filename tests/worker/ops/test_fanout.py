@@ -70,7 +70,7 @@ def test_beat_fans_out_every_org_and_resource_over_two_workers(
 
 
 def test_a_revoked_org_alerts_once_and_the_others_keep_syncing(
-    redis_url: str,
+    broker: str,
     postgres_url: str,
     tmp_path: Path,
     processes: Callable[..., Process],
@@ -78,7 +78,7 @@ def test_a_revoked_org_alerts_once_and_the_others_keep_syncing(
 ) -> None:
     config = SimulatorConfig(records=20, orgs=ORGS)
     env = {
-        "CELERY_BROKER_URL": redis_url,
+        "CELERY_BROKER_URL": broker,
         "SYNC_SCHEDULE": "@every 2s",
         "SYNC_RESOURCES": ",".join(RESOURCES),
         "SYNC_ORGS": ",".join(ORGS),
@@ -156,19 +156,19 @@ BIG_SHARE_BOUND = 0.5
 
 
 def test_a_fifty_times_bigger_org_does_not_starve_the_small_ones(
-    redis_url: str, postgres_url: str, tmp_path: Path, processes: Callable[..., Process]
+    broker: str, postgres_url: str, tmp_path: Path, processes: Callable[..., Process]
 ) -> None:
     orgs = {"big": 1, "small-1": 2, "small-2": 3}  # "big" sorts first: its tasks go first
     config = SimulatorConfig(records=SMALL_RECORDS, orgs=orgs, org_records={"big": BIG_RECORDS})
     env = {
-        "CELERY_BROKER_URL": redis_url,
+        "CELERY_BROKER_URL": broker,
         "SYNC_RESOURCES": ",".join(RESOURCES),
         "SYNC_ORGS": ",".join(orgs),
         "SYNC_PAGE_SIZE": "10",  # the big org: 100 pages a resource
         "SYNC_PAGES_PER_TASK": "5",
     }
     with make_world(postgres_url, tmp_path, config, orgs=tuple(orgs), **env) as world:
-        app = Celery(broker=redis_url)
+        app = Celery(broker=broker)
         app.send_task("rrsync.sync_all")  # what beat sends
         workers = _workers(world, tmp_path, processes)
         wait_for(lambda: all(_done(world, org) for org in SMALL), 180, "the small orgs")
