@@ -93,7 +93,15 @@ def test_the_same_sync_enqueued_five_times_runs_once(
 ) -> None:
     database_url, broker = stack
     slow = SimulatorConfig(records=300, faults=(FaultRule(kind="latency", latency=0.25),))
-    env = {"CELERY_BROKER_URL": broker, "SYNC_PAGE_SIZE": "20"}
+    # One request at a time: about 4 s of sync, so all five tasks start while the first holds
+    # the lease (adaptive concurrency would finish it in under a second, before a late thread
+    # on a loaded machine takes its task, which then succeeds too).
+    env = {
+        "CELERY_BROKER_URL": broker,
+        "SYNC_PAGE_SIZE": "20",
+        "SYNC_CONCURRENCY": "1",
+        "SYNC_MAX_CONCURRENCY": "1",
+    }
     with make_world(database_url, tmp_path, slow, **env) as world:
         activate(world)
         app = make_app(get_settings())
