@@ -20,7 +20,7 @@ $(INSTALLED): $(RUNTIME)
 
 # `make demo WAREHOUSE=duckdb` syncs into DuckDB instead of SQLite (issue 14).
 demo: $(RUNTIME)
-	$(BIN)/rosesync demo $(if $(WAREHOUSE),--warehouse $(WAREHOUSE))
+	$(BIN)/rosesync demo$(if $(WAREHOUSE), --warehouse $(WAREHOUSE))
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
