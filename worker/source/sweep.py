@@ -78,7 +78,8 @@ class _Trace:
 
 class SweepPager:
     """Sweeps the whole list, or only the records created since ``created_start`` (a window
-    between sweeps, where the API honours ``created_start_at``)."""
+    between sweeps, where the API honours ``created_start_at``). ``concurrency``: the fewest
+    parts to plan (1: the list is read by one reader, in one part)."""
 
     def __init__(
         self,
