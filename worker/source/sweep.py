@@ -47,9 +47,15 @@ OVERLAP = 2
 # one when it is done, and the run ends when its last part does: with parts of 60 pages the last
 # one or two were read alone for the run's last two seconds at 100 ms a request (issue 16). A
 # part of a few pages ends within a few requests of the others. Smaller parts cost no requests
-# (see plan), and fewer bridges, not more, when the list shifts: a junction breaks only when the
-# list moves by more than OVERLAP between the reads of its two sides, which are a part apart.
+# (see plan), and while the list changes slowly they need fewer bridges, not more: a junction
+# breaks only when the list moves by more than OVERLAP between the reads of its two sides, which
+# are a part's reading time apart, so halving the parts doubles the junctions but divides each
+# one's chance by about four.
 PART_PAGES = 4
+# ...but no more parts than this: each keeps the ids of its first two pages and of its last one
+# until the junctions are checked (about 22 KB a part), so a list of 700,000 records would
+# otherwise hold 80 MB of them. 256 parts are about 5.5 MB; a longer list's parts grow instead.
+MAX_PARTS = 256
 # How often a reader steps back (doubling the distance each time) to find the previous page
 # again before it gives up on this run; under any realistic rate of change one or two suffice.
 MAX_STEPS_BACK = 12
@@ -108,8 +114,9 @@ class SweepPager:
             return [Part(0, 0, None)], first
         strides = math.ceil(total / self.stride)  # the pages one reader would need
         # At least ``concurrency`` parts, and more where the list is long, so that each holds
-        # about PART_PAGES pages at most; at least two pages a part, as in keyset.py.
-        count = min(strides // 2, max(self.concurrency, math.ceil(strides / PART_PAGES)))
+        # about PART_PAGES pages, up to MAX_PARTS; at least two pages a part, as in keyset.py.
+        wanted = min(MAX_PARTS, math.ceil(strides / PART_PAGES))
+        count = min(strides // 2, max(self.concurrency, wanted))
         # Cut at whole strides from 0: a part's last page is then a full page that reaches
         # OVERLAP records into the next part, so a cut costs no request (cut anywhere else,
         # each part ended on a short extra page: 15 more requests in 1,060, issue 16).

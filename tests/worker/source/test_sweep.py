@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import World, make_world
 from worker.simulator import SimulatorConfig
+from worker.source import sweep as sweep_module
 from worker.source.api import RoseRocketClient
 from worker.source.chunks import Chunk
 from worker.source.records import Page
@@ -69,6 +70,26 @@ def test_a_clamped_page_is_not_the_end(world: World) -> None:
     delivered = {r.id for c in chunks for r in c.records}
     assert delivered == {r["id"] for r in world.dump("orders")}
     assert pager.complete
+
+
+@pytest.mark.parametrize("max_parts", [3, 256])
+def test_parts_cut_on_whole_strides_cost_no_request(
+    world: World, max_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many parts (at most MAX_PARTS), the sweep makes the requests one reader would:
+    each part ends on a full page reaching OVERLAP records into the next (issue 16)."""
+    monkeypatch.setattr(sweep_module, "MAX_PARTS", max_parts)
+    source = {r["id"] for r in world.dump("orders")}
+    requests: dict[int, int] = {}
+    for concurrency in (1, 2):
+        client = ShiftingClient(world, lambda _offset: None)
+        pager = SweepPager(client, _orders(world), 10, concurrency)
+        parts, _first = pager.plan()
+        assert len(parts) == (1 if concurrency == 1 else min(max_parts, 7))
+        assert {r.id for c in sweep(pager) for r in c.records} == source
+        assert pager.complete
+        requests[len(parts)] = len(client.offsets) - 1  # sweep() plans again
+    assert len(set(requests.values())) == 1, requests
 
 
 def test_deletions_before_the_read_position_are_caught_by_the_overlap(world: World) -> None:
