@@ -119,7 +119,7 @@ class SweepPager:
         count = min(strides // 2, max(self.concurrency, wanted))
         # Cut at whole strides from 0: a part's last page is then a full page that reaches
         # OVERLAP records into the next part, so a cut costs no request (cut anywhere else,
-        # each part ended on a short extra page: 15 more requests in 1,060, issue 16).
+        # each part ended on a short extra page: 14 more requests in 1,060, issue 16).
         edges = [self.stride * (strides * k // count) for k in range(count)]
         parts = [Part(i, edges[i], edges[i + 1]) for i in range(count - 1)]
         return [*parts, Part(count - 1, edges[-1], None)], first

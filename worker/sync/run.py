@@ -556,10 +556,10 @@ BATCH_RECORDS = 2000
 BATCH_SECONDS = 0.5
 PARTS_PER_REQUEST = 2  # parts planned per request that may be in flight (see _Run._read)
 # Records that may wait between the fetchers and the writer, so that the fetchers go on while the
-# writer commits (SQLite's one writer took 0.3-0.8 s a batch on the loaded benchmark machine).
-# Four pages of 50 records are 50 ms of an 8-request run at 100 ms a request: the fetchers
-# stalled on the full queue for up to 0.2 s at a time in one second out of five (issue 16). In
-# records, not pages: 200-record pages get the four they had, and no more memory.
+# writer commits (SQLite's one writer: 0.2-0.6 s a batch, median 0.4 s, on the loaded benchmark
+# machine). Four pages of 50 records are 50 ms of an 8-request run at 100 ms a request: the
+# fetchers stalled on the full queue for up to 0.2 s at a time in one second out of five
+# (issue 16). In records, not pages: 200-record pages get the four they had, and no more memory.
 QUEUE_RECORDS = 800
 
 
