@@ -9,10 +9,17 @@ throughput, with multiplicative decrease:
 * it starts at SYNC_CONCURRENCY and, after each *window* (``2 x limit`` completed requests, at
   least :data:`MIN_WINDOW`), compares the window's throughput (requests per second) and median
   latency with what it has seen;
-* it *probes* one step up (never past SYNC_MAX_CONCURRENCY) and keeps the step only if
-  throughput grew by :data:`GAIN`, which happens while latency dominates: one more request in
-  flight is one more request per latency period. When it did not grow, the step is undone and
-  the limit *holds* for :data:`HOLD_WINDOWS` windows before probing again;
+* *slow start* (as TCP's): while each step pays in proportion, it doubles the limit (never
+  past SYNC_MAX_CONCURRENCY), so 2 -> 4 -> 8 takes two windows, not six (issue 16: at 100 ms a
+  request the one-step climb cost about a second of an 18 s run, and a noisy window at 7 could
+  stop it short of 8 for seconds). A doubling must raise throughput by :data:`SLOW_START_GAIN`
+  (proportional would be 2x); one that raised it by less than :data:`GAIN` is undone, and one
+  in between is kept. Either way slow start ends there, as it does at the maximum or on
+  anything below that cuts the limit; it never comes back in that run;
+* then it *probes* one step up and keeps the step only if throughput grew by :data:`GAIN`,
+  which happens while latency dominates: one more request in flight is one more request per
+  latency period. When it did not grow, the step is undone and the limit *holds* for
+  :data:`HOLD_WINDOWS` windows before probing again;
 * a 429 halves the limit at once (once per window: the requests already in flight may answer
   429 too), and a median latency :data:`LATENCY_RISE` times the best seen (the API is
   queueing) steps it down.
@@ -33,10 +40,14 @@ from typing import Final, Literal
 
 MIN_WINDOW: Final = 4  # completed requests; fewer make throughput mostly noise
 GAIN: Final = 1.10  # a probe step stays when throughput grew by 10%
+# Slow start goes on while a doubling raised throughput by half: proportional is 2x, and a window
+# of a dozen requests is noisy enough (10-20% on a loaded machine) that a 10% test would end it
+# by chance, which the additive probes then take seconds to make up.
+SLOW_START_GAIN: Final = 1.5
 LATENCY_RISE: Final = 1.5  # median latency this many times the best window's: step down
 HOLD_WINDOWS: Final = 8  # windows without probing after a step down
 
-Reason = Literal["probe", "no gain", "rate limited", "latency rose"]
+Reason = Literal["slow start", "probe", "no gain", "rate limited", "latency rose"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,8 @@ class ConcurrencyController:
     _window_start: float | None = field(default=None, init=False)
     _best_latency: float | None = field(default=None, init=False)
     _rate_before_probe: float | None = field(default=None, init=False)  # set while probing
+    _limit_before_probe: int = field(default=0, init=False)  # where a step that fails goes back
+    _slow_start: bool = field(default=True, init=False)
     _hold: int = field(default=0, init=False)
     _cut_this_window: bool = field(default=False, init=False)
 
@@ -115,22 +128,31 @@ class ConcurrencyController:
         self._best_latency = best
         probed_from = self._rate_before_probe
         self._cut_this_window = False
-        if latency > LATENCY_RISE * best and self.limit > 1:
+        if probed_from is not None and rate < GAIN * probed_from:
+            # undone whole, before looking at latency: a doubling that bought nothing would
+            # otherwise only come down one step at a time
+            self._decide(self._limit_before_probe, "no gain")
+        elif latency > LATENCY_RISE * best and self.limit > 1:
             self._decide(self.limit - 1, "latency rose")
-        elif probed_from is not None and rate < GAIN * probed_from:
-            self._decide(self.limit - 1, "no gain")
         elif self._hold > 0:
             self._hold -= 1
             self._new_window()
-        elif self.limit < self.maximum:
-            self._decide(self.limit + 1, "probe")
-            self._rate_before_probe = rate
-        else:
+        elif self.limit >= self.maximum:
+            self._slow_start = False
             self._new_window()
+        else:
+            if probed_from is not None and rate < SLOW_START_GAIN * probed_from:
+                self._slow_start = False  # it paid, but less than in proportion: nearly there
+            slow_start = self._slow_start
+            step = self.limit if slow_start else 1
+            before = self.limit
+            self._decide(min(self.maximum, before + step), "slow start" if slow_start else "probe")
+            self._rate_before_probe, self._limit_before_probe = rate, before
 
     def _decide(self, limit: int, reason: Reason) -> None:
-        if reason != "probe":
+        if reason not in ("slow start", "probe"):
             self._hold = HOLD_WINDOWS
+            self._slow_start = False
         if limit != self.limit:
             self.decisions.append(Decision(self.limit, limit, reason))
         self.limit = limit

@@ -16,13 +16,14 @@ steps back, further each time, until it finds the previous page again. The end o
 an empty page, or a page that reaches ``total`` as reported with it, never a merely short page
 (an API may clamp a page below the size asked for: issue 12).
 
-Concurrency: the list is cut into parts at offsets known from the first page's ``total``, each
-read by its own thread with the same rule, and each part reads a little past its end into the
-next part's first page. Once all are done, :meth:`SweepPager.follow_up` checks each junction
-the same way (the last page of one part shares a record with the first pages of the next) and,
-where the list moved between the two reads, bridges the gap by reading on from the earlier
-part until it meets the later one. Only a sweep whose every junction holds is ``complete``:
-only then may records it did not see be treated as deletion candidates (sync/reconcile.py).
+Concurrency: the list is cut into parts at offsets known from the first page's ``total``, many
+small ones (:data:`PART_PAGES`) that the fetcher threads take in turn, each read with the same
+rule, and each part reads a little past its end into the next part's first page. Once all are
+done, :meth:`SweepPager.follow_up` checks each junction the same way (the last page of one part
+shares a record with the first pages of the next) and, where the list moved between the two
+reads, bridges the gap by reading on from the earlier part until it meets the later one. Only a
+sweep whose every junction holds is ``complete``: only then may records it did not see be
+treated as deletion candidates (sync/reconcile.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ from worker.source.resources import Resource
 
 # Records each page shares with the one before it (about 4% more requests at 50 a page).
 OVERLAP = 2
+# Pages a part holds at most, about. The fetcher threads take the parts in turn, each the next
+# one when it is done, and the run ends when its last part does: with parts of 60 pages the last
+# one or two were read alone for the run's last two seconds at 100 ms a request (issue 16). A
+# part of a few pages ends within a few requests of the others. Smaller parts cost no requests
+# (see plan), and while the list changes slowly they need fewer bridges, not more: a junction
+# breaks only when the list moves by more than OVERLAP between the reads of its two sides, which
+# are a part's reading time apart, so halving the parts doubles the junctions but divides each
+# one's chance by about four.
+PART_PAGES = 4
+# ...but no more parts than this: each keeps the ids of its first two pages and of its last one
+# until the junctions are checked (about 22 KB a part), so a list of 700,000 records would
+# otherwise hold 80 MB of them. 256 parts are about 5.5 MB; a longer list's parts grow instead.
+MAX_PARTS = 256
 # How often a reader steps back (doubling the distance each time) to find the previous page
 # again before it gives up on this run; under any realistic rate of change one or two suffice.
 MAX_STEPS_BACK = 12
@@ -70,7 +84,8 @@ class _Trace:
 
 class SweepPager:
     """Sweeps the whole list, or only the records created since ``created_start`` (a window
-    between sweeps, where the API honours ``created_start_at``)."""
+    between sweeps, where the API honours ``created_start_at``). ``concurrency``: the fewest
+    parts to plan (1: the list is read by one reader, in one part)."""
 
     def __init__(
         self,
@@ -97,9 +112,15 @@ class SweepPager:
         total = first.total
         if total is None or self.concurrency == 1 or total <= 2 * self.page_size:
             return [Part(0, 0, None)], first
-        # at least two pages a part, as in keyset.py: each junction costs an overlap
-        count = min(self.concurrency, math.ceil(total / (2 * self.stride)))
-        edges = [total * k // count for k in range(count)]
+        strides = math.ceil(total / self.stride)  # the pages one reader would need
+        # At least ``concurrency`` parts, and more where the list is long, so that each holds
+        # about PART_PAGES pages, up to MAX_PARTS; at least two pages a part, as in keyset.py.
+        wanted = min(MAX_PARTS, math.ceil(strides / PART_PAGES))
+        count = min(strides // 2, max(self.concurrency, wanted))
+        # Cut at whole strides from 0: a part's last page is then a full page that reaches
+        # OVERLAP records into the next part, so a cut costs no request (cut anywhere else,
+        # each part ended on a short extra page: 14 more requests in 1,060, issue 16).
+        edges = [self.stride * (strides * k // count) for k in range(count)]
         parts = [Part(i, edges[i], edges[i + 1]) for i in range(count - 1)]
         return [*parts, Part(count - 1, edges[-1], None)], first
 

@@ -7,10 +7,11 @@ The loop (keyset.py reads, warehouse/load.py writes):
    (nothing for ``full``) so that a record committed at the cursor's instant is read again;
    the upsert makes that overlap harmless;
 3. fetcher threads read the slices and hand pages to this thread through a bounded queue (memory
-   stays flat: at most ``2 x SYNC_CONCURRENCY`` pages wait, however many requests are in
-   flight: worker/source/concurrency.py adapts that, issue 16), which gathers them into
-   batches for the writers (commits.py), each batch one transaction with its checkpoint; then a
-   catch-up read from the newest position picks up what moved meanwhile;
+   stays flat: at most ``2 x SYNC_CONCURRENCY`` pages or :data:`QUEUE_RECORDS` records wait,
+   however many requests are in flight: worker/source/concurrency.py adapts that, issue 16),
+   which gathers them into batches for the writers (commits.py), each batch one transaction
+   with its checkpoint; then a catch-up read from the newest position picks up what moved
+   meanwhile;
 4. the cursor only advances to where *every* slice before it is complete, and never past the
    run's start less the clock-skew allowance: a record written as the run started, with a
    server clock a little behind ours, is read again next time instead of skipped;
@@ -381,7 +382,11 @@ class _Run:
         progress = _Checkpoints(len(parts), lower)
         writers = self.settings.sync_writers if self.loader.postgres else 1  # see commits.py
         with Committer(self._write, writers) as committer:
-            depth = 2 * min(len(parts), self.settings.sync_concurrency)
+            # Room for QUEUE_RECORDS records, at least two pages per default request in flight
+            depth = max(
+                2 * min(len(parts), self.settings.sync_concurrency),
+                QUEUE_RECORDS // max(1, len(first.records)),
+            )
             # A run that may yield commits in batches of at most its page limit, so that it
             # yields after that many pages, not after whatever arrived at once.
             batch_pages = self.page_limit or None
@@ -550,6 +555,12 @@ Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into 
 BATCH_RECORDS = 2000
 BATCH_SECONDS = 0.5
 PARTS_PER_REQUEST = 2  # parts planned per request that may be in flight (see _Run._read)
+# Records that may wait between the fetchers and the writer, so that the fetchers go on while the
+# writer commits (SQLite's one writer: 0.2-0.6 s a batch, median 0.4 s, on the loaded benchmark
+# machine). Four pages of 50 records are 50 ms of an 8-request run at 100 ms a request: the
+# fetchers stalled on the full queue for up to 0.2 s at a time in one second out of five
+# (issue 16). In records, not pages: 200-record pages get the four they had, and no more memory.
+QUEUE_RECORDS = 800
 
 
 @contextmanager

@@ -3,6 +3,7 @@ under it (records deleted before the read position), on the documented API profi
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,12 @@ import pytest
 
 from tests.support import World, make_world
 from worker.simulator import SimulatorConfig
+from worker.source import sweep as sweep_module
 from worker.source.api import RoseRocketClient
 from worker.source.chunks import Chunk
 from worker.source.records import Page
 from worker.source.resources import Resource
-from worker.source.sweep import OVERLAP, SweepPager
+from worker.source.sweep import OVERLAP, PART_PAGES, Part, SweepPager
 
 
 @pytest.fixture
@@ -70,6 +72,26 @@ def test_a_clamped_page_is_not_the_end(world: World) -> None:
     assert pager.complete
 
 
+@pytest.mark.parametrize("max_parts", [3, 256])
+def test_parts_cut_on_whole_strides_cost_no_request(
+    world: World, max_parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many parts (at most MAX_PARTS), the sweep makes the requests one reader would:
+    each part ends on a full page reaching OVERLAP records into the next (issue 16)."""
+    monkeypatch.setattr(sweep_module, "MAX_PARTS", max_parts)
+    source = {r["id"] for r in world.dump("orders")}
+    requests: dict[int, int] = {}
+    for concurrency in (1, 2):
+        client = ShiftingClient(world, lambda _offset: None)
+        pager = SweepPager(client, _orders(world), 10, concurrency)
+        parts, _first = pager.plan()
+        assert len(parts) == (1 if concurrency == 1 else min(max_parts, 7))
+        assert {r.id for c in sweep(pager) for r in c.records} == source
+        assert pager.complete
+        requests[len(parts)] = len(client.offsets) - 1  # sweep() plans again
+    assert len(set(requests.values())) == 1, requests
+
+
 def test_deletions_before_the_read_position_are_caught_by_the_overlap(world: World) -> None:
     deleted: list[str] = []
 
@@ -93,13 +115,14 @@ def test_deletions_before_the_read_position_are_caught_by_the_overlap(world: Wor
 def test_a_junction_that_shifted_between_two_parts_is_bridged(world: World) -> None:
     part0_done = threading.Event()
     deleted: list[str] = []
+    parts: list[Part] = []
 
     def after(offset: int) -> None:
-        if offset == 96:  # part 0's last page (strides of 8 from 0; part 1 starts at 100)
+        if parts and offset == parts[1].start - pager.stride:  # part 0's last page
             part0_done.set()
 
     def before(offset: int) -> None:
-        if offset == 100 and not deleted:
+        if parts and offset == parts[1].start and not deleted:
             # part 1 reads its first page only after part 0 is done and the front shrank by
             # ten: there is now a gap between what part 0 and part 1 saw
             assert part0_done.wait(30)
@@ -108,8 +131,12 @@ def test_a_junction_that_shifted_between_two_parts_is_bridged(world: World) -> N
 
     source = {r["id"] for r in world.dump("orders")}
     pager = SweepPager(ShiftingClient(world, before, after), _orders(world), 10, 2)
-    parts, first = pager.plan()
-    assert [(p.start, p.end) for p in parts] == [(0, 100), (100, None)]
+    planned, first = pager.plan()
+    parts.extend(planned)
+    # 25 strides of 8 records: parts of about PART_PAGES pages, cut at whole strides
+    assert len(parts) == math.ceil(25 / PART_PAGES)
+    assert [p.start % pager.stride for p in parts] == [0] * len(parts)
+    assert [p.end for p in parts] == [p.start for p in parts[1:]] + [None]
     chunks: list[Chunk] = []
     readers = [
         threading.Thread(

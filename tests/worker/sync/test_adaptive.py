@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.support import assert_matches_source, make_world
 from worker.simulator import FaultRule, SimulatorConfig
+from worker.source.concurrency import Decision
 from worker.source.resources import REGISTRY
 from worker.sync.run import sync_resource
 
@@ -27,7 +28,7 @@ def test_a_sync_raises_concurrency_while_latency_dominates(sqlite_url: str, tmp_
         summary = result.concurrency
         assert summary is not None and summary.start == 2
         assert summary.highest > 2
-        assert summary.decisions[0].reason == "probe"
+        assert summary.decisions[0] == Decision(2, 4, "slow start")
         assert all(d.after <= world.settings.sync_max_concurrency for d in summary.decisions)
         assert_matches_source(world, "orders")
 
