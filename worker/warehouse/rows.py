@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 Convert = Callable[[Any], Any]
 Row = tuple[Any, ...]
+"""A parent row: the values of :attr:`RowBuilder.columns`, then (last) its child rows."""
+ChildRow = tuple[Any, ...]
+"""A child table's row (issue 14): the parent's key, the position, the typed columns, data."""
 
 
 class Poison(NamedTuple):
@@ -140,6 +143,15 @@ def postgres_time(value: Any) -> datetime:
     return parse_timestamp(value)
 
 
+def _converted(convert: Convert, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return convert(value)
+    except ValueError:
+        return None
+
+
 def _unchanged(value: datetime) -> datetime:
     return value
 
@@ -175,8 +187,9 @@ DUCKDB_TYPES: dict[ColumnType, str] = {
 
 class RowBuilder:
     """Builds the driver's row tuples for one resource, org and dialect, in ``columns`` order:
-    id, the typed columns, data, updated_at, synced_at, deleted_at, org (last, so that a row's
-    id stays its first field).
+    id, the typed columns, data, updated_at, synced_at, deleted_at, org (so that a row's id
+    stays its first field); then, as one more field the loader does not send with the row, its
+    child rows: one list per ``resource.children``, typed by the parent's rules.
 
     ``native`` (default: ``postgres``): Python datetimes and decimals rather than SQLite's
     text; DuckDB takes them too, without PostgreSQL's ``\u0000`` limit."""
@@ -192,6 +205,9 @@ class RowBuilder:
         self._stamp: Callable[[datetime], Any] = _unchanged if native else sqlite_timestamp
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
+        ]
+        self._child_fields: list[list[Convert]] = [
+            [converters[column.type] for column in child.columns] for child in resource.children
         ]
         # Values stored NULL, per column: logged once, counted all, and named in the drift
         # table at the end of the run (issue 14, item 2). Fetcher threads share the builder.
@@ -244,9 +260,25 @@ class RowBuilder:
             # the decoder has read the cursor field of every record without a problem
             stamp = record.stamp
             cursor = stamp if stamp is not None and native else self._time(record.updated)
-            row += (record.raw, cursor, synced_value, None, org)
+            row += (record.raw, cursor, synced_value, None, org, self.children(record))
             rows.append(tuple(row))
         return rows
+
+    def children(self, record: Record) -> tuple[list[ChildRow], ...]:
+        """The record's child rows. A value that does not fit its column is NULL, the element
+        being kept whole in ``data``; unlike a parent's, it is not counted as drift (a child
+        column is not a field of the record)."""
+        key = (self.org, record.id)
+        tables: list[list[ChildRow]] = []
+        lists = record.children or ((),) * len(self._child_fields)  # () when it has none
+        for converters, elements in zip(self._child_fields, lists, strict=True):
+            rows: list[ChildRow] = []
+            for position, (values, text) in enumerate(elements):
+                pairs = zip(converters, values, strict=True)
+                typed = [_converted(convert, value) for convert, value in pairs]
+                rows.append((*key, position, *typed, text))
+            tables.append(rows)
+        return tuple(tables)
 
     @staticmethod
     def _postgres_problem(raw: str) -> str | None:

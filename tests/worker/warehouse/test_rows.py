@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from worker.source.records import Record
+from worker.source.records import Decoder, Record
 from worker.source.resources import REGISTRY, Column, Resource
 from worker.warehouse.rows import RowBuilder, postgres_time, sqlite_time
 
@@ -48,6 +48,7 @@ def test_sqlite_row() -> None:
         "2026-01-02 03:04:05.600000",
         None,
         "acme",
+        (),  # its child rows: THING declares no child lists
     )
 
 
@@ -111,4 +112,34 @@ def test_every_registry_resource_builds_rows() -> None:
         (row,) = RowBuilder(resource, postgres=False, org="default").rows(
             [Record("i", "2024-01-01T00:00:00.000Z", values, "{}")], SYNCED
         )
-        assert len(row) == len(resource.columns) + 6
+        assert len(row) == len(resource.columns) + 7
+        assert row[-1] == tuple([] for _ in resource.children)
+
+
+@pytest.mark.parametrize("postgres", [False, True])
+def test_child_rows_are_typed_by_the_parents_rules(postgres: bool) -> None:
+    """Issue 14: each element of a declared list becomes a child row (the parent's key, its
+    position, typed columns, its JSON text as sent); what does not fit is NULL, never an error."""
+    orders = REGISTRY["orders"]
+    body = (
+        b'{"id":"o-1","updated_at":"2024-01-01T00:00:00.000Z","commodities":['
+        b'{"description":"Pallets","quantity":"4","weight":12.25,"is_hazmat":false},'
+        b'{"description":{"odd":1},"quantity":1.5,"weight":"heavy"}, 7],'
+        b'"reference_numbers":[{"type":"PO","value":"PO-1"}]}'
+    )
+    decoded = Decoder(orders).record(body, "test")
+    (row,) = RowBuilder(orders, postgres=postgres, org="acme").rows([decoded], SYNCED)
+    commodities, references = row[-1]
+    weight = Decimal("12.25") if postgres else "12.2500"
+    assert commodities == [
+        (
+            "acme", "o-1", 0, "Pallets", 4, None, weight, None, None, False,
+            '{"description":"Pallets","quantity":"4","weight":12.25,"is_hazmat":false}',
+        ),
+        (
+            "acme", "o-1", 1, None, None, None, None, None, None, None,
+            '{"description":{"odd":1},"quantity":1.5,"weight":"heavy"}',
+        ),
+        ("acme", "o-1", 2, None, None, None, None, None, None, None, "7"),
+    ]  # fmt: skip
+    assert references == [("acme", "o-1", 0, "PO", "PO-1", '{"type":"PO","value":"PO-1"}')]
