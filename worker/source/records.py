@@ -7,9 +7,8 @@ record as its raw bytes (``msgspec.Raw``), and a decoder generated from the reso
 reads just the id, the cursor field and the typed columns' paths, skipping everything else.
 About 8 us. And ``data`` is now the record's text byte for byte as the API sent it.
 
-The lists the registry stores as child tables (issue 14) are read in the same pass: each element
-as its raw text (``data`` of its child row) and its typed columns' values, decoded from that
-text by a generated decoder of its own.
+The lists the registry stores as child tables (issue 14) come out of the same pass as their raw
+text, for the row builder to read (worker/warehouse/rows.py).
 
 A record whose shape does not fit those generated types (``origin`` is a string, say) is
 decoded in full and read the slow way, so that odd data ends up as NULL in one typed column
@@ -40,9 +39,9 @@ class Record:
     """One record: its id, cursor and created values as sent, its typed columns' raw values
     (in ``resource.columns`` order, None when absent) and its JSON text.
 
-    ``children`` holds, per ``resource.children``, each element of that list in the record:
-    its typed columns' raw values and its JSON text (no elements when the list is absent or
-    not a list).
+    ``lists`` holds, per ``resource.children``, that list as read: its JSON text
+    (``msgspec.Raw``), or its value when the record was read the slow way (None when absent);
+    the row builder makes the child rows of it (warehouse/rows.py).
 
     ``problem`` says why the record cannot be stored (then ``id`` is "" when it has none, and
     ``updated`` may be unusable): pagers skip it when they compute positions and check the
@@ -58,11 +57,7 @@ class Record:
     created: str | None = None
     problem: str | None = None
     stamp: datetime | None = None
-    children: tuple[tuple[Element, ...], ...] = ()
-
-
-Element = tuple[tuple[Any, ...], str]
-"""One element of a child list: its typed columns' raw values and its JSON text."""
+    lists: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +97,8 @@ def _struct(name: str, tree: Tree) -> type[msgspec.Struct]:
     return msgspec.defstruct(name, fields, forbid_unknown_fields=False)
 
 
-# A child list's leaf: each element kept as its text. A list that is something else (an object,
-# a string) sends the record down the slow path, where it has no elements (odd data only).
-_ELEMENTS: Any = list[msgspec.Raw] | None
+# A child list's leaf: its text, whatever it holds (the row builder reads it).
+_LIST: Any = msgspec.Raw
 
 
 def _get(value: Any, path: tuple[str, ...], struct: bool) -> Any:
@@ -134,21 +128,9 @@ class Decoder:
         lists = [child.path for child in resource.children]
         self._paths = [tuple(p.split(".")) for p in [*paths, *lists]]
         self._lists = len(lists)
-        leaves = {**dict.fromkeys(paths, Any), **dict.fromkeys(lists, _ELEMENTS)}
+        leaves = {**dict.fromkeys(paths, Any), **dict.fromkeys(lists, _LIST)}
         record = _struct(f"{resource.name}_record", _tree(leaves))
         self._fast: msgspec.json.Decoder[Any] = msgspec.json.Decoder(record)
-        self._elements = [
-            (
-                [tuple(c.path.split(".")) for c in child.columns],
-                msgspec.json.Decoder(
-                    _struct(
-                        f"{resource.name}_{child.name}",
-                        _tree(dict.fromkeys((c.path for c in child.columns), Any)),
-                    )
-                ),
-            )
-            for child in resource.children
-        ]
         list_body = msgspec.defstruct(
             f"{resource.name}_page",
             [(resource.records_key, list[msgspec.Raw]), ("total", Any, None), ("limit", Any, None)],
@@ -215,31 +197,8 @@ class Decoder:
             created=created if type(created) is str else None,
             problem=problem,
             stamp=stamp,
-            children=tuple(
-                self._children(items, paths, decoder)
-                for items, (paths, decoder) in zip(lists, self._elements, strict=True)
-            ),
+            lists=tuple(lists),
         )
-
-    @staticmethod
-    def _children(
-        items: Any, paths: list[tuple[str, ...]], decoder: msgspec.json.Decoder[Any]
-    ) -> tuple[Element, ...]:
-        """A child list's elements: raw texts from the fast path, values from the slow one."""
-        if not isinstance(items, list):
-            return ()
-        elements: list[Element] = []
-        for item in items:
-            if type(item) is msgspec.Raw:
-                text = bytes(item).decode()
-                try:
-                    element, struct = decoder.decode(item), True
-                except msgspec.ValidationError:  # not an object, or an odd one: read in full
-                    element, struct = msgspec.json.decode(item), False
-            else:
-                text, element, struct = encode(item), item, False
-            elements.append((tuple(_get(element, path, struct) for path in paths), text))
-        return tuple(elements)
 
     def _stamp(self, updated: Any) -> tuple[datetime | None, str | None]:
         """The cursor field as a datetime, or why it is not a usable timestamp."""
