@@ -138,47 +138,48 @@ def _psycopg(conn: sa.Connection) -> psycopg.Connection[Any]:
 
 
 def insert(conn: sa.Connection, child: Child, table: sa.Table, rows: list[ChildRow]) -> None:
-    """Child rows into ``table``, by the dialect's bulk path: binary COPY on PostgreSQL (the
-    connection's JSON dumper passes ``data`` as the text it is), one list per column on DuckDB
-    (its ``executemany`` runs a statement per row), ``executemany`` on SQLite."""
+    """Child rows into ``table``: ``executemany`` on SQLite; on PostgreSQL and DuckDB, all of
+    them as one JSON parameter, written by msgspec in one call with each element embedded as
+    the API sent it (the row's ``data`` is a ``msgspec.Raw`` there), and read back by the
+    database. Measured: binary COPY spent about 7 us a row in Python (psycopg's ``write_row``),
+    DuckDB's bound lists 45 us a row converting values one by one; its JSON path takes 30."""
     names = [column.name for column in table.columns]
     columns = ", ".join(map(_quote, names))
+    into = f"INSERT INTO {_quote(table.name)} ({columns}) SELECT"
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        from psycopg.types.json import set_json_dumps
-
-        with _psycopg(conn).cursor() as cursor:
-            set_json_dumps(_as_is, context=cursor)
-            copy_in = f"COPY {_quote(table.name)} ({columns}) FROM STDIN (FORMAT BINARY)"
-            with cursor.copy(copy_in) as copy:
-                copy.set_types(postgres_types(child))
-                for row in rows:
-                    copy.write_row(row)
-    elif dialect == "duckdb":
-        lists = ", ".join(f"unnest(?::{kind}[])" for kind in duckdb_types(child))
-        statement = f"INSERT INTO {_quote(table.name)} ({columns}) SELECT {lists}"
-        conn.exec_driver_sql(statement, tuple(list(column) for column in zip(*rows, strict=True)))
-    else:
+    if dialect == "sqlite":
         marks = ", ".join("?" * len(names))
-        statement = f"INSERT INTO {_quote(table.name)} ({columns}) VALUES ({marks})"  # noqa: S608
-        conn.exec_driver_sql(statement, rows)
-
-
-def _as_is(text: str) -> str:
-    return text
+        conn.exec_driver_sql(f"{into.removesuffix(' SELECT')} VALUES ({marks})", rows)
+        return
+    payload = msgspec.json.encode(rows).decode()
+    if dialect == "postgresql":
+        values = ", ".join(
+            f"r -> {i}" if kind == "jsonb" else f"(r ->> {i})::{kind}"
+            for i, kind in enumerate(postgres_types(child))
+        )
+        statement = f"{into} {values} FROM jsonb_array_elements(%s::jsonb) AS r"
+        with _psycopg(conn).cursor() as cursor:
+            cursor.execute(statement, (payload,))
+    else:
+        values = ", ".join(
+            f"r -> '$[{i}]'" if kind == "JSON" else f"CAST(r ->> '$[{i}]' AS {kind})"
+            for i, kind in enumerate(duckdb_types(child))
+        )
+        rows_of = "(SELECT unnest(json_extract(?::JSON, '$[*]')) AS r)"
+        conn.exec_driver_sql(f"{into} {values} FROM {rows_of}", (payload,))
 
 
 def postgres_types(child: Child) -> list[str]:
-    """Each column's PostgreSQL type, for binary COPY into a child table (a test checks them
+    """Each column's PostgreSQL type, as the bulk path reads it from JSON (a test checks them
     against the table as created): the parent's key (org, id), the position, typed, data."""
     typed = [POSTGRES_TYPES[column.type] for column in child.columns]
     return ["varchar", "text", "int4", *typed, "jsonb"]
 
 
 def duckdb_types(child: Child) -> list[str]:
-    """Each column's DuckDB type, for its bulk path."""
+    """Each column's DuckDB type, as its bulk path reads it from JSON."""
     typed = [DUCKDB_TYPES[column.type] for column in child.columns]
-    return ["VARCHAR", "VARCHAR", "INTEGER", *typed, "VARCHAR"]
+    return ["VARCHAR", "VARCHAR", "INTEGER", *typed, "JSON"]
 
 
 REFILL_CHUNK = 2000  # parents read at a time: memory stays flat whatever the table's size

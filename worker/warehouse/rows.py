@@ -158,6 +158,14 @@ def postgres_time(value: Any) -> datetime:
     return parse_timestamp(value)
 
 
+def _utf8(raw: msgspec.Raw) -> str:
+    return bytes(raw).decode()
+
+
+def _as_raw(raw: msgspec.Raw) -> msgspec.Raw:
+    return raw
+
+
 def _converted(convert: Convert, value: Any) -> Any:
     if value is None:
         return None
@@ -222,8 +230,11 @@ class _ChildReader:
     the elements as Structs of the columns' keys with the types msgspec checks itself), then a
     Python conversion for amounts and timestamps only: about 1 us an element."""
 
-    def __init__(self, child: Child, converters: dict[ColumnType, Convert]) -> None:
+    def __init__(self, child: Child, converters: dict[ColumnType, Convert], native: bool) -> None:
         columns = child.columns
+        # ``data`` as its JSON text (SQLite), or the element itself (msgspec.Raw), which the
+        # native databases' writer embeds, undecoded, in the batch's one JSON parameter.
+        self._data: Callable[[msgspec.Raw], Any] = _as_raw if native else _utf8
         self._converters = [converters[c.type] for c in columns]
         self._paths = [tuple(c.path.split(".")) for c in columns]
         # Structs read plain keys; a dotted path (or a key read twice) always goes the slow way.
@@ -245,7 +256,10 @@ class _ChildReader:
         if type(items) is not msgspec.Raw:  # read the slow way: Python values
             if not isinstance(items, list):
                 return []
-            return [self._slow(key, n, item, encode(item)) for n, item in enumerate(items)]
+            return [
+                self._slow(key, n, item, self._data(msgspec.Raw(msgspec.json.encode(item))))
+                for n, item in enumerate(items)
+            ]
         try:
             texts = _TEXTS.decode(items)
         except msgspec.DecodeError:  # not a list: no elements
@@ -257,30 +271,29 @@ class _ChildReader:
         except msgspec.DecodeError:  # some element is not the usual shape: one by one
             rows: list[ChildRow] = []
             for n, raw in enumerate(texts):
-                text = bytes(raw).decode()
                 try:
                     value = msgspec.json.decode(raw)
                 except msgspec.DecodeError:  # e.g. a lone surrogate: nothing typed
                     value = None
-                rows.append(self._slow(key, n, value, text))
+                rows.append(self._slow(key, n, value, self._data(raw)))
             return rows
         rows = []
-        left = self._left
+        left, data = self._left, self._data
         for n, (element, raw) in enumerate(zip(elements, texts, strict=True)):
             values = list(astuple(element))
             for i, convert in left:
                 values[i] = _converted(convert, values[i])
-            rows.append((*key, n, *values, bytes(raw).decode()))
+            rows.append((*key, n, *values, data(raw)))
         return rows
 
-    def _slow(self, key: tuple[str, str], position: int, element: Any, text: str) -> ChildRow:
+    def _slow(self, key: tuple[str, str], position: int, element: Any, data: Any) -> ChildRow:
         values = []
         for path, convert in zip(self._paths, self._converters, strict=True):
             value = element
             for part in path:
                 value = value.get(part) if isinstance(value, dict) else None
             values.append(_converted(convert, value))
-        return (*key, position, *values, text)
+        return (*key, position, *values, data)
 
 
 class RowBuilder:
@@ -304,7 +317,7 @@ class RowBuilder:
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
         ]
-        self._readers = [_ChildReader(child, converters) for child in resource.children]
+        self._readers = [_ChildReader(c, converters, native) for c in resource.children]
         # Values stored NULL, per column: logged once, counted all, and named in the drift
         # table at the end of the run (issue 14, item 2). Fetcher threads share the builder.
         self.unparsable: dict[Column, int] = {}

@@ -141,6 +141,9 @@ def test_child_rows_are_typed_by_the_parents_rules(postgres: bool) -> None:
     (row,) = RowBuilder(orders, postgres=postgres, org="acme").rows([decoded], SYNCED)
     commodities, references = row[-1]
     weight = Decimal("12.25") if postgres else "12.2500"
+    if postgres:  # the element as sent, for the writer to embed in its JSON (children.py)
+        commodities = [(*r[:-1], bytes(r[-1]).decode()) for r in commodities]
+        references = [(*r[:-1], bytes(r[-1]).decode()) for r in references]
     assert commodities == [
         (
             "acme", "o-1", 0, "Pallets", 4, None, weight, None, None, False,
