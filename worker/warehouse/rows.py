@@ -163,7 +163,8 @@ def _utf8(raw: msgspec.Raw) -> str:
 
 
 def _as_raw(raw: msgspec.Raw) -> msgspec.Raw:
-    return raw
+    # A copy: a Raw from a decoded list holds on to the whole page's body otherwise.
+    return msgspec.Raw(bytes(raw))
 
 
 def _converted(convert: Convert, value: Any) -> Any:
