@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_UP, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -150,31 +150,36 @@ def assert_matches_source(world: World, resource: str, org: str | None = None) -
 
 
 def _expected_value(column: Column, element: Any) -> Any:
-    """What a child table's typed column holds for ``element`` (worker/warehouse/children.py
-    states the rules), computed here in Python to check the SQL that derives it."""
+    """What a child table's typed column holds for ``element``: the parent's rules
+    (worker/warehouse/rows.py), restated here in plain Python to check the loader's."""
     value: Any = element
     for key in column.path.split("."):
         value = value.get(key) if isinstance(value, dict) else None
-    number = type(value) in (int, float)
+    kind = type(value)
     if column.type == "text":
-        if type(value) is str:
-            return value
-        return json.dumps(value) if number or type(value) is bool else None
-    if column.type == "integer":
-        return value if type(value) is int and abs(value) < 10**18 else None
-    if column.type == "numeric":
-        return float(value) if number and abs(value) < 10**14 else None
+        return value if kind is str else json.dumps(value) if kind in (int, float, bool) else None
     if column.type == "boolean":
-        return value if type(value) is bool else None
-    if type(value) is str and _API_TIME.fullmatch(value) and not value.startswith("0000"):
+        return value if kind is bool else None
+    if column.type == "integer":
         try:
-            return parse_timestamp(value)
-        except ValueError:  # February 30th
+            number = int(value) if kind in (int, str) else None
+        except ValueError:
             return None
-    return None
-
-
-_API_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+        return number if number is not None and -(2**63) <= number < 2**63 else None
+    if column.type == "numeric":
+        if kind not in (int, float, str):
+            return None
+        try:
+            amount = Decimal(str(value))
+        except ArithmeticError:
+            return None
+        if not amount.is_finite() or abs(amount) >= 10**14:
+            return None
+        return float(amount.quantize(Decimal("0.0001"), ROUND_HALF_UP))
+    try:
+        return parse_timestamp(value) if kind is str else None
+    except ValueError:  # February 30th, "yesterday"
+        return None
 
 
 def _expected_children(child: Child, rows: dict[str, dict[str, Any]]) -> dict[Any, Any]:

@@ -7,6 +7,9 @@ record as its raw bytes (``msgspec.Raw``), and a decoder generated from the reso
 reads just the id, the cursor field and the typed columns' paths, skipping everything else.
 About 8 us. And ``data`` is now the record's text byte for byte as the API sent it.
 
+The lists the registry stores as child tables (issue 14) come out of the same pass as their raw
+text, for the row builder to read (worker/warehouse/rows.py).
+
 A record whose shape does not fit those generated types (``origin`` is a string, say) is
 decoded in full and read the slow way, so that odd data ends up as NULL in one typed column
 (warehouse/rows.py) rather than failing the page.
@@ -36,6 +39,10 @@ class Record:
     """One record: its id, cursor and created values as sent, its typed columns' raw values
     (in ``resource.columns`` order, None when absent) and its JSON text.
 
+    ``lists`` holds, per ``resource.children``, that list as read: its JSON text
+    (``msgspec.Raw``), or its value when the record was read the slow way (None when absent);
+    the row builder makes the child rows of it (warehouse/rows.py).
+
     ``problem`` says why the record cannot be stored (then ``id`` is "" when it has none, and
     ``updated`` may be unusable): pagers skip it when they compute positions and check the
     order, and the loader quarantines it instead of upserting it. Without a problem, ``stamp``
@@ -50,6 +57,7 @@ class Record:
     created: str | None = None
     problem: str | None = None
     stamp: datetime | None = None
+    lists: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,31 +70,35 @@ class Page:
     limit: int | None = None
 
 
-Tree = dict[str, "Tree | None"]  # path segments; None marks a leaf
+Tree = dict[str, "Tree | Any"]  # path segments; a leaf holds the type to decode it as
 
 
-def _tree(paths: list[str]) -> Tree:
+def _tree(leaves: dict[str, Any]) -> Tree:
     root: Tree = {}
-    for path in paths:
+    for path, kind in leaves.items():
         node = root
         *parents, leaf = path.split(".")
         for key in parents:
             child = node.get(key)
-            if child is None:
+            if not isinstance(child, dict):
                 child = node[key] = {}
             node = child
-        node.setdefault(leaf, None)
+        node.setdefault(leaf, kind)
     return root
 
 
 def _struct(name: str, tree: Tree) -> type[msgspec.Struct]:
-    """A Struct reading exactly ``tree``: leaves as any JSON value, branches as nested
-    Structs (or null); every other field in the record is skipped without being built."""
+    """A Struct reading exactly ``tree``: leaves as their type, branches as nested Structs (or
+    null); every other field in the record is skipped without being built."""
     fields: list[tuple[str, Any, Any]] = []
     for key, child in tree.items():
-        kind: Any = Any if child is None else _struct(f"{name}_{key}", child) | None
+        kind: Any = _struct(f"{name}_{key}", child) | None if isinstance(child, dict) else child
         fields.append((key, kind, None))
     return msgspec.defstruct(name, fields, forbid_unknown_fields=False)
+
+
+# A child list's leaf: its text, whatever it holds (the row builder reads it).
+_LIST: Any = msgspec.Raw
 
 
 def _get(value: Any, path: tuple[str, ...], struct: bool) -> Any:
@@ -113,8 +125,11 @@ class Decoder:
             resource.created_field,
             *(c.path for c in resource.columns),
         ]
-        self._paths = [tuple(p.split(".")) for p in paths]
-        record = _struct(f"{resource.name}_record", _tree(paths))
+        lists = [child.path for child in resource.children]
+        self._paths = [tuple(p.split(".")) for p in [*paths, *lists]]
+        self._lists = len(lists)
+        leaves = {**dict.fromkeys(paths, Any), **dict.fromkeys(lists, _LIST)}
+        record = _struct(f"{resource.name}_record", _tree(leaves))
         self._fast: msgspec.json.Decoder[Any] = msgspec.json.Decoder(record)
         list_body = msgspec.defstruct(
             f"{resource.name}_page",
@@ -168,6 +183,8 @@ class Decoder:
         except (msgspec.DecodeError, RecursionError) as exc:  # e.g. a lone surrogate: \ud800
             return self._undecodable(text, exc)
         record_id, updated, created, *values = (_get(fields, path, struct) for path in self._paths)
+        lists = values[len(values) - self._lists :]
+        del values[len(values) - self._lists :]
         if type(record_id) is not str and (record_id is None or isinstance(record_id, dict | list)):
             kind = "none" if record_id is None else "an object or array"
             return self._poison(text, f"its {self.resource.id_field!r} is {kind}")
@@ -180,6 +197,7 @@ class Decoder:
             created=created if type(created) is str else None,
             problem=problem,
             stamp=stamp,
+            lists=tuple(lists),
         )
 
     def _stamp(self, updated: Any) -> tuple[datetime | None, str | None]:
@@ -216,7 +234,7 @@ class Decoder:
         return Record(
             id=record_id,
             updated=None,
-            values=(None,) * (len(self._paths) - 3),
+            values=(None,) * (len(self._paths) - 3 - self._lists),
             raw=text,
             problem=problem,
         )

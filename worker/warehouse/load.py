@@ -130,7 +130,8 @@ class Loader:
             if engine.dialect.name == "sqlite"
             else self._newest_statement(self._duckdb_stage() if self.duckdb else self._pg_stage())
         )
-        self._children = ChildWriter(resource, self.table, engine.dialect)
+        self._updated = self._names.index("updated_at")
+        self._children = ChildWriter(resource, engine.dialect.name, org, self._names)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
         # this run, the keys now quarantined (released when their record loads), and the new
         # ones this run set aside (what SYNC_MAX_QUARANTINE limits).
@@ -176,16 +177,10 @@ class Loader:
         ).subquery(self._stage)
 
     def _newest_statement(self, stage: sa.FromClause) -> str:
-        # One row per id (ON CONFLICT may not touch a row twice in one statement): a batch of
-        # pages can carry an id twice when a record changed between two of them. In id order,
-        # so two batches in flight (worker/sync/commits.py) that share ids lock them in the same
-        # order and cannot deadlock.
-        newest = (
-            sa.select(*(stage.c[n] for n in self._names))
-            .ext(postgresql.distinct_on(stage.c.id))
-            .order_by(stage.c.id, stage.c.updated_at.desc())
-        )
-        insert = postgresql.insert(self.table).from_select(self._names, newest)
+        # In id order, so that two batches in flight (worker/sync/commits.py) that share ids
+        # lock them in the same order and cannot deadlock. (One row per id: see _newest.)
+        rows = sa.select(*(stage.c[n] for n in self._names)).order_by(stage.c.id)
+        insert = postgresql.insert(self.table).from_select(self._names, rows)
         return str(self._on_conflict(insert).compile(dialect=self.engine.dialect))
 
     @property
@@ -357,18 +352,34 @@ class Loader:
             fence(conn)
             return quarantine.release_unseen(conn, self.resource.name, self.org, seen_since)
 
+    def _newest(self, rows: Sequence[Row]) -> Sequence[Row]:
+        """One row per record, its newest version (of equals, the last, as an upsert of each in
+        turn would keep): a batch of pages can carry a record twice when it changed between two
+        of them, or where sweep pages overlap. ON CONFLICT may not touch a row twice in one
+        statement, and the children written are those of the one version written."""
+        at = self._updated
+        newest: dict[str, Row] = {}
+        for row in rows:
+            seen = newest.get(row[0])
+            if seen is None or row[at] >= seen[at]:  # SQLite's time text sorts as time
+                newest[row[0]] = row
+        return rows if len(newest) == len(rows) else list(newest.values())
+
     def _write(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
+        """The batch's parents (each row without its last field, the child rows), then their
+        children."""
+        rows = self._newest(rows)
         if self.duckdb:
-            columns = tuple(list(column) for column in zip(*rows, strict=True))
-            conn.exec_driver_sql(self._statement, columns)
-            if self._children:
-                self._children.write_duckdb(conn, self._names, rows)
-            return
-        if not self.postgres:
-            conn.exec_driver_sql(self._statement, rows)
-            if self._children:
-                self._children.write_sqlite(conn, self._names, rows)
-            return
+            *columns, _ = (list(column) for column in zip(*rows, strict=True))
+            conn.exec_driver_sql(self._statement, tuple(columns))
+        elif not self.postgres:
+            conn.exec_driver_sql(self._statement, [row[:-1] for row in rows])
+        else:
+            self._copy(conn, rows)
+        if self._children:
+            self._children.write(conn, rows)
+
+    def _copy(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
         dbapi = conn.connection.dbapi_connection
         import psycopg  # here: a SQLite deployment never imports it (issue 16)
         from psycopg.types.json import set_json_dumps
@@ -393,10 +404,8 @@ class Loader:
             with cursor.copy(copy_in) as copy:
                 copy.set_types(self._builder.postgres_types)
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row(row[:-1])
             cursor.execute(self._statement)
-            if self._children:
-                self._children.write_postgres(cursor, self._names, rows)
 
     # -- reconciliation (worker/sync/reconcile.py) -------------------------------------------
 

@@ -31,17 +31,23 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
+from msgspec.structs import astuple
 
 from worker.clock import parse_timestamp
 from worker.source.records import Record, encode
-from worker.source.resources import Column, ColumnType, Resource
+from worker.source.resources import Child, Column, ColumnType, Resource
 from worker.warehouse.schema import sqlite_timestamp
 
 log = logging.getLogger(__name__)
 
 Convert = Callable[[Any], Any]
 Row = tuple[Any, ...]
+"""A parent row: the values of :attr:`RowBuilder.columns`, then (last) its child rows."""
+ChildRow = tuple[Any, ...]
+"""A child table's row (issue 14): the parent's key, the position, the typed columns, data."""
 
 
 class Poison(NamedTuple):
@@ -81,6 +87,7 @@ def _integer(value: Any) -> int:
 
 _NUMERIC_LIMIT = Decimal(10) ** 14  # NUMERIC(18, 4): 14 digits before the point
 _SCALE = Decimal("0.0001")
+_INT_LIMIT = 10**14
 
 
 def _decimal(value: Any) -> Decimal:
@@ -98,7 +105,18 @@ def _decimal(value: Any) -> Decimal:
 def _decimal_text(value: Any) -> str:
     """For SQLite, which has no decimal type: the amount as NUMERIC(18, 4) would hold it, in
     text (issue 14, item 4: money is exact everywhere; REAL was not). Rounded half away from
-    zero, as PostgreSQL rounds."""
+    zero, as PostgreSQL rounds.
+
+    A float of at most four decimals, or an integer, is written out without Decimal's help
+    (2.4 us a value that way, a tenth of that here): its shortest repr is the digits the JSON
+    number had, which is what Decimal(str(value)) reads."""
+    if type(value) is float:
+        text = repr(value)
+        whole, dot, fraction = text.partition(".")
+        if dot and len(fraction) <= 4 and "e" not in fraction and len(whole.lstrip("-")) <= 14:
+            return text + "0" * (4 - len(fraction))
+    elif type(value) is int and -_INT_LIMIT < value < _INT_LIMIT:
+        return f"{value}.0000"
     return format(_decimal(value).quantize(_SCALE, ROUND_HALF_UP), "f")
 
 
@@ -140,6 +158,24 @@ def postgres_time(value: Any) -> datetime:
     return parse_timestamp(value)
 
 
+def _utf8(raw: msgspec.Raw) -> str:
+    return bytes(raw).decode()
+
+
+def _as_raw(raw: msgspec.Raw) -> msgspec.Raw:
+    # A copy: a Raw from a decoded list holds on to the whole page's body otherwise.
+    return msgspec.Raw(bytes(raw))
+
+
+def _converted(convert: Convert, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return convert(value)
+    except ValueError:
+        return None
+
+
 def _unchanged(value: datetime) -> datetime:
     return value
 
@@ -173,10 +209,99 @@ DUCKDB_TYPES: dict[ColumnType, str] = {
 """Each column type's DuckDB type: the type of the list DuckDB's bulk path binds for it."""
 
 
+# What msgspec checks itself while it decodes an element, in C: a value it accepts converts to
+# exactly what the column's converter would make of it (an integer is one in the column's
+# range). Anything else fails the decode, and that element is converted value by value in Python
+# (a number in a text column, a numeric string in an integer one). Amounts and timestamps are
+# always converted in Python: their rules (a float's digits, every ISO 8601 form) are ours.
+_CHECKED_BY_MSGSPEC: dict[ColumnType, Any] = {
+    "text": str | None,
+    "boolean": bool | None,
+    "integer": Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | None,
+}
+_TEXTS: msgspec.json.Decoder[list[msgspec.Raw]] = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+class _ChildReader:
+    """Makes the child rows of one list (issue 14, item 1), typed by the parent's rules: a
+    value that does not fit its column is NULL, the element being kept whole in ``data``.
+    Unlike a parent's, such a value is not counted as drift: it is not a field of the record.
+
+    The common case is two calls into msgspec for the whole list (its elements' texts, then
+    the elements as Structs of the columns' keys with the types msgspec checks itself), then a
+    Python conversion for amounts and timestamps only: about 1 us an element."""
+
+    def __init__(self, child: Child, converters: dict[ColumnType, Convert], native: bool) -> None:
+        columns = child.columns
+        # ``data`` as its JSON text (SQLite), or the element itself (msgspec.Raw), which the
+        # native databases' writer embeds, undecoded, in the batch's one JSON parameter.
+        self._data: Callable[[msgspec.Raw], Any] = _as_raw if native else _utf8
+        self._converters = [converters[c.type] for c in columns]
+        self._paths = [tuple(c.path.split(".")) for c in columns]
+        # Structs read plain keys; a dotted path (or a key read twice) always goes the slow way.
+        names = [c.path for c in columns]
+        self._fast = all("." not in n for n in names) and len(set(names)) == len(names)
+        checked = [
+            (n, _CHECKED_BY_MSGSPEC.get(c.type, Any), None)
+            for n, c in zip(names, columns, strict=True)
+        ]
+        element: Any = msgspec.defstruct(f"{child.name}_element", checked)
+        self._list: msgspec.json.Decoder[list[Any]] = msgspec.json.Decoder(list[element])
+        self._left = [  # positions msgspec left unconverted
+            (i, converters[c.type])
+            for i, c in enumerate(columns)
+            if c.type not in _CHECKED_BY_MSGSPEC
+        ]
+
+    def rows(self, key: tuple[str, str], items: Any) -> list[ChildRow]:
+        if type(items) is not msgspec.Raw:  # read the slow way: Python values
+            if not isinstance(items, list):
+                return []
+            return [
+                self._slow(key, n, item, self._data(msgspec.Raw(msgspec.json.encode(item))))
+                for n, item in enumerate(items)
+            ]
+        try:
+            texts = _TEXTS.decode(items)
+        except msgspec.DecodeError:  # not a list: no elements
+            return []
+        try:
+            if not self._fast:
+                raise msgspec.ValidationError
+            elements = self._list.decode(items)
+        except msgspec.DecodeError:  # some element is not the usual shape: one by one
+            rows: list[ChildRow] = []
+            for n, raw in enumerate(texts):
+                try:
+                    value = msgspec.json.decode(raw)
+                except msgspec.DecodeError:  # e.g. a lone surrogate: nothing typed
+                    value = None
+                rows.append(self._slow(key, n, value, self._data(raw)))
+            return rows
+        rows = []
+        left, data = self._left, self._data
+        for n, (element, raw) in enumerate(zip(elements, texts, strict=True)):
+            values = list(astuple(element))
+            for i, convert in left:
+                values[i] = _converted(convert, values[i])
+            rows.append((*key, n, *values, data(raw)))
+        return rows
+
+    def _slow(self, key: tuple[str, str], position: int, element: Any, data: Any) -> ChildRow:
+        values = []
+        for path, convert in zip(self._paths, self._converters, strict=True):
+            value = element
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            values.append(_converted(convert, value))
+        return (*key, position, *values, data)
+
+
 class RowBuilder:
     """Builds the driver's row tuples for one resource, org and dialect, in ``columns`` order:
-    id, the typed columns, data, updated_at, synced_at, deleted_at, org (last, so that a row's
-    id stays its first field).
+    id, the typed columns, data, updated_at, synced_at, deleted_at, org (so that a row's id
+    stays its first field); then, as one more field the loader does not send with the row, its
+    child rows: one list per ``resource.children``, typed by the parent's rules.
 
     ``native`` (default: ``postgres``): Python datetimes and decimals rather than SQLite's
     text; DuckDB takes them too, without PostgreSQL's ``\u0000`` limit."""
@@ -193,6 +318,7 @@ class RowBuilder:
         self._fields: list[tuple[Column, Convert]] = [
             (column, converters[column.type]) for column in resource.columns
         ]
+        self._readers = [_ChildReader(c, converters, native) for c in resource.children]
         # Values stored NULL, per column: logged once, counted all, and named in the drift
         # table at the end of the run (issue 14, item 2). Fetcher threads share the builder.
         self.unparsable: dict[Column, int] = {}
@@ -244,9 +370,17 @@ class RowBuilder:
             # the decoder has read the cursor field of every record without a problem
             stamp = record.stamp
             cursor = stamp if stamp is not None and native else self._time(record.updated)
-            row += (record.raw, cursor, synced_value, None, org)
+            row += (record.raw, cursor, synced_value, None, org, self.children(record))
             rows.append(tuple(row))
         return rows
+
+    def children(self, record: Record) -> tuple[list[ChildRow], ...]:
+        """The record's child rows, one list per ``resource.children``."""
+        lists = record.lists or (None,) * len(self._readers)  # () when it has none
+        key = (self.org, record.id)
+        return tuple(
+            reader.rows(key, items) for reader, items in zip(self._readers, lists, strict=True)
+        )
 
     @staticmethod
     def _postgres_problem(raw: str) -> str | None:

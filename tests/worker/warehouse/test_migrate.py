@@ -17,7 +17,7 @@ from tests.support import assert_children_match
 from worker.clock import utcnow
 from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
-from worker.warehouse import connect, views
+from worker.warehouse import children, connect, views
 from worker.warehouse.db import create_engine
 from worker.warehouse.load import Loader
 from worker.warehouse.migrate import VERSION_TABLE, head_revision, upgrade
@@ -111,21 +111,28 @@ def test_postgres_tables_compress_data_with_lz4_and_match_the_copy_types(postgre
     assert upgrade(engine) == ["compressing rr_orders.data with lz4"]
     assert upgrade(engine) == []
     with engine.connect() as conn:
+
+        def types(table: str) -> dict[str, tuple[int, str]]:
+            query = sa.text(
+                "SELECT attname, atttypid::int, attcompression FROM pg_attribute "
+                "WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped"
+            )
+            return {name: (oid, z) for name, oid, z in conn.execute(query, {"table": table})}
+
+        def oids(names: list[str], wires: list[str]) -> dict[str, int]:
+            query = sa.text("SELECT to_regtype(:t)::oid::int")
+            pairs = zip(names, wires, strict=True)
+            return {n: conn.execute(query, {"t": w}).scalar_one() for n, w in pairs}
+
         for resource in REGISTRY.values():
-            columns = conn.execute(
-                sa.text(
-                    "SELECT attname, atttypid::int, attcompression FROM pg_attribute "
-                    "WHERE attrelid = to_regclass(:table) AND attnum > 0 AND NOT attisdropped"
-                ),
-                {"table": resource.table},
-            ).all()
-            assert {name: compression for name, _, compression in columns}["data"] == "l"
+            columns = types(resource.table)
+            assert columns["data"][1] == "l"
             builder = RowBuilder(resource, postgres=True, org="default")
-            wanted = {
-                name: conn.execute(sa.text("SELECT to_regtype(:t)::oid::int"), {"t": wire}).scalar()
-                for name, wire in zip(builder.columns, builder.postgres_types, strict=True)
-            }
-            assert wanted == {name: oid for name, oid, _ in columns}
+            wanted = oids(builder.columns, builder.postgres_types)
+            assert wanted == {name: oid for name, (oid, _) in columns.items()}
+            for child, table in child_tables[resource.name]:  # issue 14: COPY into them too
+                wanted = oids([c.name for c in table.columns], children.postgres_types(child))
+                assert wanted == {name: oid for name, (oid, _) in types(table.name).items()}
 
 
 def test_an_install_from_before_child_tables_gets_them_filled(warehouse_url: str) -> None:

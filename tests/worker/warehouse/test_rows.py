@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from worker.source.records import Record
+from worker.source.records import Decoder, Record
 from worker.source.resources import REGISTRY, Column, Resource
-from worker.warehouse.rows import RowBuilder, postgres_time, sqlite_time
+from worker.warehouse.rows import (
+    RowBuilder,
+    _decimal,
+    _decimal_text,
+    postgres_time,
+    sqlite_time,
+)
 
 THING = Resource(
     name="things",
@@ -48,6 +58,7 @@ def test_sqlite_row() -> None:
         "2026-01-02 03:04:05.600000",
         None,
         "acme",
+        (),  # its child rows: THING declares no child lists
     )
 
 
@@ -111,4 +122,83 @@ def test_every_registry_resource_builds_rows() -> None:
         (row,) = RowBuilder(resource, postgres=False, org="default").rows(
             [Record("i", "2024-01-01T00:00:00.000Z", values, "{}")], SYNCED
         )
-        assert len(row) == len(resource.columns) + 6
+        assert len(row) == len(resource.columns) + 7
+        assert row[-1] == tuple([] for _ in resource.children)
+
+
+@pytest.mark.parametrize("postgres", [False, True])
+def test_child_rows_are_typed_by_the_parents_rules(postgres: bool) -> None:
+    """Issue 14: each element of a declared list becomes a child row (the parent's key, its
+    position, typed columns, its JSON text as sent); what does not fit is NULL, never an error."""
+    orders = REGISTRY["orders"]
+    body = (
+        b'{"id":"o-1","updated_at":"2024-01-01T00:00:00.000Z","commodities":['
+        b'{"description":"Pallets","quantity":"4","weight":12.25,"is_hazmat":false},'
+        b'{"description":{"odd":1},"quantity":1.5,"weight":"heavy"}, 7],'
+        b'"reference_numbers":[{"type":"PO","value":"PO-1"}]}'
+    )
+    decoded = Decoder(orders).record(body, "test")
+    (row,) = RowBuilder(orders, postgres=postgres, org="acme").rows([decoded], SYNCED)
+    commodities, references = row[-1]
+    weight = Decimal("12.25") if postgres else "12.2500"
+    if postgres:  # the element as sent, for the writer to embed in its JSON (children.py)
+        commodities = [(*r[:-1], bytes(r[-1]).decode()) for r in commodities]
+        references = [(*r[:-1], bytes(r[-1]).decode()) for r in references]
+    assert commodities == [
+        (
+            "acme", "o-1", 0, "Pallets", 4, None, weight, None, None, False,
+            '{"description":"Pallets","quantity":"4","weight":12.25,"is_hazmat":false}',
+        ),
+        (
+            "acme", "o-1", 1, None, None, None, None, None, None, None,
+            '{"description":{"odd":1},"quantity":1.5,"weight":"heavy"}',
+        ),
+        ("acme", "o-1", 2, None, None, None, None, None, None, None, "7"),
+    ]  # fmt: skip
+    assert references == [("acme", "o-1", 0, "PO", "PO-1", '{"type":"PO","value":"PO-1"}')]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats() | st.integers(min_value=-(10**16), max_value=10**16))
+def test_sqlite_amount_text_without_decimal_is_decimals_text(value: float) -> None:
+    """_decimal_text's shortcut for plain floats and integers writes what Decimal would."""
+    try:
+        wanted = format(_decimal(value).quantize(Decimal("0.0001"), ROUND_HALF_UP), "f")
+    except ValueError:
+        with pytest.raises(ValueError):  # noqa: PT011 - the converters' contract
+            _decimal_text(value)
+        return
+    assert _decimal_text(value) == wanted
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["description", "quantity", "pieces", "weight", "is_hazmat", "x"]),
+            _JSON_VALUES,
+        )
+        | _JSON_VALUES,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_child_rows_read_by_msgspec_equal_those_read_value_by_value(
+    elements: list[Any], native: bool
+) -> None:
+    """The child rows' fast path (types checked by msgspec, worker/warehouse/rows.py) makes
+    exactly the rows the parent's converters make of the same elements one by one."""
+    orders = REGISTRY["orders"]
+    builder = RowBuilder(orders, postgres=native, org="acme")
+    text = msgspec.json.encode({"id": "o", "updated_at": "2024-01-01T00:00:00.000Z",
+                                "commodities": elements})
+    (commodities, _) = builder.children(Decoder(orders).record(text, "test"))
+    slow = Record("o", None, (), "{}", lists=(elements, None))  # Python values: value by value
+    assert commodities == builder.children(slow)[0]
