@@ -159,7 +159,7 @@ def postgres_time(value: Any) -> datetime:
 
 
 def _utf8(raw: msgspec.Raw) -> str:
-    return bytes(raw).decode()
+    return str(raw, "utf-8")
 
 
 def _as_raw(raw: msgspec.Raw) -> msgspec.Raw:
@@ -278,12 +278,22 @@ class _ChildReader:
                     value = None
                 rows.append(self._slow(key, n, value, self._data(raw)))
             return rows
-        rows = []
         left, data = self._left, self._data
+        if not left:  # every column checked by msgspec: the Struct's values as they are
+            return [
+                (*key, n, *astuple(element), data(raw))
+                for n, (element, raw) in enumerate(zip(elements, texts, strict=True))
+            ]
+        rows = []
         for n, (element, raw) in enumerate(zip(elements, texts, strict=True)):
             values = list(astuple(element))
             for i, convert in left:
-                values[i] = _converted(convert, values[i])
+                value = values[i]
+                if value is not None:
+                    try:
+                        values[i] = convert(value)
+                    except ValueError:
+                        values[i] = None
             rows.append((*key, n, *values, data(raw)))
         return rows
 
