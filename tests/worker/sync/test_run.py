@@ -52,9 +52,10 @@ SMALL_PAGES = {"SYNC_PAGE_SIZE": "40", "SYNC_CONCURRENCY": "4"}
 # `make test` runs every test here on SQLite and PostgreSQL with both API profiles, and on DuckDB
 # with the extended one; DuckDB with the documented profile (sweeps) runs the exactness test,
 # full then incremental, in `make test` and the rest under `make soak`. The profile decides what
-# is read and the warehouse how it is written, two paths that meet only in the loader's batches,
-# which the other five pairs exercise; and DuckDB is the slowest writer (it opens its file for
-# each transaction, worker/warehouse/duck.py). DEVELOPERS.md, "What make test runs".
+# is read and the warehouse how it is written; the two meet in the loader's batches and in
+# marking what a complete sweep missed as deleted, both of which that test does. DuckDB is the
+# slowest writer (it opens its file for each transaction, worker/warehouse/duck.py).
+# DEVELOPERS.md, "What make test runs".
 DUCKDB_DOCUMENTED = pytest.mark.soak_only(warehouse_url="duckdb", api_profile="documented")
 
 
