@@ -53,6 +53,39 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("soak_seed", range(1, count + 1))
 
 
+# `make test`'s slice of a seeded test on more than one warehouse: each warehouse runs one of the
+# two seeds, so both seeds and every warehouse (and profile) still meet the faults in it, at half
+# the cost of every seed on every warehouse (`make soak` runs them all).
+SLICE_SEED = {"sqlite": 1, "postgresql": 2, "duckdb": 1}
+
+
+def _in_soak_only(item: pytest.Item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    warehouse = params.get("warehouse_url", params.get("database_url"))
+    seed = SLICE_SEED.get(warehouse) if "soak_seed" in params else None
+    if seed is not None and params["soak_seed"] != seed:
+        return True
+    return any(
+        all(params.get(name) == value for name, value in mark.kwargs.items())
+        for mark in item.iter_markers("soak_only")
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: `make soak` (-m soak) must see the mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.soak_only(**params)``: the cases of a test whose parameters are all these
+    (``soak_only(warehouse_url="duckdb", api_profile="documented")``; no parameters: every
+    case) are marked ``soak`` and left out of `make test`, which reports them as deselected;
+    so are the seeds of :data:`SLICE_SEED`'s split. A case goes here when other cases of
+    `make test` cover what it does (DEVELOPERS.md, "What make test runs")."""
+    moved = [item for item in items if _in_soak_only(item)]
+    for item in moved:
+        item.add_marker(pytest.mark.soak)
+    if moved and not config.getoption("--soak"):
+        config.hook.pytest_deselected(items=moved)
+        items[:] = [item for item in items if item not in moved]
+
+
 def require_service(name: str, host: str, port: int) -> None:
     try:
         with socket.create_connection((host, port), timeout=2):

@@ -42,7 +42,7 @@ CENT = Decimal("0.0001")
 
 @pytest.fixture
 def world(warehouse_url: str, tmp_path: Path) -> Iterator[World]:
-    with make_world(warehouse_url, tmp_path, SimulatorConfig(records=400)) as w:
+    with make_world(warehouse_url, tmp_path, SimulatorConfig(records=150)) as w:
         for name in ("orders", "customers"):
             assert sync_resource(w.settings, w.engine, w.store, REGISTRY[name], full=True).ok
         w.sim.mutate(60, "orders")  # edits (new commodities), creations and deletions
