@@ -1,9 +1,10 @@
 """Child tables (issue 14, item 1): each nested list the registry declares, one row per element.
 
-A parent's child rows are built with its row, on the fetcher threads: the decoder reads each
-list's elements in the same pass as the record (worker/source/records.py) and the row builder
-types them by the parent's rules (worker/warehouse/rows.py): a value that does not fit its
-column is NULL, the element being kept whole in ``data``. They are written in the batch's own
+A parent's child rows are built with its row, on the fetcher threads: the decoder hands each
+list over as its raw text, found in the same pass as the record (worker/source/records.py), and
+the row builder decodes its elements and types them by the parent's rules
+(worker/warehouse/rows.py): a value that does not fit its column is NULL, the element being
+kept whole in ``data``. They are written in the batch's own
 transaction, right after the parents' upsert:
 
 1. which parents of the batch are now stored in the batch's version (the newer-wins upsert may
@@ -18,10 +19,11 @@ newest of a record the batch read twice), so step 3 never inserts a position twi
 Why in Python, not derived in SQL from the stored JSON (the first version did that, measured
 in benchmarks/README.md): SQLite 3.40 has no binary JSON, so each parent's text was parsed
 again per child table and each element again per typed column, by the one writer that holds
-the database's only write lock; child tables cost 41% of SQLite's throughput that way. Here the
-elements cost one extra decode of their own bytes (the parent's pass already delimits them),
-and the databases receive plain rows by their bulk paths (binary COPY, ``executemany``, bound
-lists), as the parents do.
+the database's only write lock; child tables cost 41% of SQLite's throughput that way. Here
+each list costs two msgspec calls and a little Python per element (worker/warehouse/rows.py),
+on the fetcher threads, and the databases receive plain rows: with child tables on, a full sync
+runs at 0.73x (SQLite), 0.72x (PostgreSQL) and 0.71x (DuckDB) of its records/s without them
+(benchmarks/README.md, "Child tables built in Python").
 """
 
 from __future__ import annotations
