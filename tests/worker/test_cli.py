@@ -209,8 +209,15 @@ def test_enqueue_and_wait(
     from celery.contrib.testing.worker import start_worker
 
     from config.celery import make_app
+    from worker.ops.dispatch import check_broker
 
-    app = make_app(use_environment(**world.env))
+    settings = use_environment(**world.env)
+    # As `rosesync worker` starts: its broker check opens the embedded broker's file first,
+    # which puts it in WAL mode before kombu's connections hold it. Started bare, kombu made
+    # the file and kept it busy, and the first `--enqueue`'s switch to WAL found it locked
+    # (seen once in three CI runs).
+    check_broker(settings)
+    app = make_app(settings)
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
         sent = rosesync(world, tmp_path, "sync", "--enqueue", "--json", "bills")
         assert sent.returncode == 0, sent.stderr
