@@ -101,7 +101,9 @@ def _struct(name: str, tree: Tree) -> type[msgspec.Struct]:
 _LIST: Any = msgspec.Raw
 
 
-def _get(value: Any, path: tuple[str, ...], struct: bool) -> Any:
+def pick(value: Any, path: tuple[str, ...], struct: bool) -> Any:
+    """The value at ``path`` in a decoded Struct (``struct``) or JSON value; None where the
+    path does not lead anywhere."""
     for key in path:
         if value is None:
             return None
@@ -127,7 +129,7 @@ class Decoder:
         ]
         lists = [child.path for child in resource.children]
         self._paths = [tuple(p.split(".")) for p in [*paths, *lists]]
-        self._lists = len(lists)
+        self._columns = len(resource.columns)
         leaves = {**dict.fromkeys(paths, Any), **dict.fromkeys(lists, _LIST)}
         record = _struct(f"{resource.name}_record", _tree(leaves))
         self._fast: msgspec.json.Decoder[Any] = msgspec.json.Decoder(record)
@@ -182,9 +184,9 @@ class Decoder:
                 return self._poison(text, "it is not a JSON object")
         except (msgspec.DecodeError, RecursionError) as exc:  # e.g. a lone surrogate: \ud800
             return self._undecodable(text, exc)
-        record_id, updated, created, *values = (_get(fields, path, struct) for path in self._paths)
-        lists = values[len(values) - self._lists :]
-        del values[len(values) - self._lists :]
+        record_id, updated, created, *values = (pick(fields, path, struct) for path in self._paths)
+        lists = values[self._columns :]
+        del values[self._columns :]
         if type(record_id) is not str and (record_id is None or isinstance(record_id, dict | list)):
             kind = "none" if record_id is None else "an object or array"
             return self._poison(text, f"its {self.resource.id_field!r} is {kind}")
@@ -224,7 +226,7 @@ class Decoder:
             else f"its JSON cannot be decoded ({str(exc)[:80]})"
         )
         try:
-            found = _get(json.loads(text), (self.resource.id_field,), False)
+            found = pick(json.loads(text), (self.resource.id_field,), False)
         except (ValueError, RecursionError):
             found = None
         return self._poison(text, why, found if type(found) is str else "")
@@ -234,7 +236,7 @@ class Decoder:
         return Record(
             id=record_id,
             updated=None,
-            values=(None,) * (len(self._paths) - 3 - self._lists),
+            values=(None,) * self._columns,
             raw=text,
             problem=problem,
         )

@@ -29,18 +29,16 @@ runs at 0.73x (SQLite), 0.72x (PostgreSQL) and 0.71x (DuckDB) of its records/s w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 
 from worker.source.records import Decoder
 from worker.source.resources import Child, Resource
+from worker.warehouse.db import psycopg_connection
 from worker.warehouse.rows import DUCKDB_TYPES, POSTGRES_TYPES, ChildRow, Row, RowBuilder
 from worker.warehouse.schema import child_tables, resource_tables
-
-if TYPE_CHECKING:  # imported where used: a SQLite deployment never loads psycopg (issue 16)
-    import psycopg
 
 
 # Every statement here is built from the registry's names (quoted) and constants, never from
@@ -118,7 +116,7 @@ class ChildWriter:
         """``statement`` with the org and ``lists`` bound as this dialect binds a batch; the
         first column of what it returns."""
         if self.dialect == "postgresql":
-            with _psycopg(conn).cursor() as cursor:
+            with psycopg_connection(conn).cursor() as cursor:
                 cursor.execute(statement, {"org": self.org, **lists})
                 return [row[0] for row in cursor.fetchall()] if cursor.description else []
         if self.dialect == "duckdb":
@@ -131,14 +129,6 @@ class ChildWriter:
         return [row[0] for row in result] if result.returns_rows else []
 
 
-def _psycopg(conn: sa.Connection) -> psycopg.Connection[Any]:
-    import psycopg
-
-    dbapi = conn.connection.dbapi_connection
-    assert isinstance(dbapi, psycopg.Connection)
-    return dbapi
-
-
 def insert(conn: sa.Connection, child: Child, table: sa.Table, rows: list[ChildRow]) -> None:
     """Child rows into ``table``: ``executemany`` on SQLite; on PostgreSQL and DuckDB, all of
     them as one JSON parameter, written by msgspec in one call with each element embedded as
@@ -146,12 +136,10 @@ def insert(conn: sa.Connection, child: Child, table: sa.Table, rows: list[ChildR
     database. Measured: binary COPY spent about 7 us a row in Python (psycopg's ``write_row``),
     DuckDB's bound lists 45 us a row converting values one by one; its JSON path takes 30."""
     names = [column.name for column in table.columns]
-    columns = ", ".join(map(_quote, names))
-    into = f"INSERT INTO {_quote(table.name)} ({columns}) SELECT"
+    into = f"INSERT INTO {_quote(table.name)} ({', '.join(map(_quote, names))})"
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        marks = ", ".join("?" * len(names))
-        conn.exec_driver_sql(f"{into.removesuffix(' SELECT')} VALUES ({marks})", rows)
+        conn.exec_driver_sql(f"{into} VALUES ({', '.join('?' * len(names))})", rows)
         return
     payload = msgspec.json.encode(rows).decode()
     if dialect == "postgresql":
@@ -159,8 +147,8 @@ def insert(conn: sa.Connection, child: Child, table: sa.Table, rows: list[ChildR
             f"r -> {i}" if kind == "jsonb" else f"(r ->> {i})::{kind}"
             for i, kind in enumerate(postgres_types(child))
         )
-        statement = f"{into} {values} FROM jsonb_array_elements(%s::jsonb) AS r"
-        with _psycopg(conn).cursor() as cursor:
+        statement = f"{into} SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608
+        with psycopg_connection(conn).cursor() as cursor:
             cursor.execute(statement, (payload,))
     else:
         values = ", ".join(
@@ -168,7 +156,8 @@ def insert(conn: sa.Connection, child: Child, table: sa.Table, rows: list[ChildR
             for i, kind in enumerate(duckdb_types(child))
         )
         rows_of = "(SELECT unnest(json_extract(?::JSON, '$[*]')) AS r)"
-        conn.exec_driver_sql(f"{into} {values} FROM {rows_of}", (payload,))
+        statement = f"{into} SELECT {values} FROM {rows_of}"  # noqa: S608
+        conn.exec_driver_sql(statement, (payload,))
 
 
 def postgres_types(child: Child) -> list[str]:
@@ -196,25 +185,26 @@ def refill(conn: sa.Connection, resource: Resource, child: Child) -> None:
     table = dict(child_tables[resource.name])[child]
     index = resource.children.index(child)
     decoder = Decoder(resource)
-    native = conn.dialect.name != "sqlite"
+    postgres, native = conn.dialect.name == "postgresql", conn.dialect.name != "sqlite"
     builders: dict[str, RowBuilder] = {}
     conn.execute(table.delete())
-    query = sa.select(parent.c.org, sa.cast(parent.c.data, sa.Text)).order_by(
+    key = sa.tuple_(parent.c.org, parent.c.id)
+    query = sa.select(parent.c.org, parent.c.id, sa.cast(parent.c.data, sa.Text)).order_by(
         parent.c.org, parent.c.id
     )
     after: tuple[str, str] | None = None
     while True:
-        page = query if after is None else query.where(sa.tuple_(parent.c.org, parent.c.id) > after)
-        chunk = conn.execute(page.add_columns(parent.c.id).limit(REFILL_CHUNK)).all()
+        page = query if after is None else query.where(key > after)
+        chunk = conn.execute(page.limit(REFILL_CHUNK)).all()
         if not chunk:
             return
         rows: list[ChildRow] = []
-        for org, text, _ in chunk:
+        for org, _, text in chunk:
             builder = builders.get(org)
             if builder is None:
-                builder = builders[org] = RowBuilder(resource, False, org=org, native=native)
+                builder = builders[org] = RowBuilder(resource, postgres, org=org, native=native)
             record = decoder.record(text.encode(), f"{parent.name} (db upgrade)")
             rows += builder.children(record)[index]
         if rows:
             insert(conn, child, table, rows)
-        after = (chunk[-1][0], chunk[-1][2])
+        after = (chunk[-1][0], chunk[-1][1])

@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +31,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from worker.errors import ConfigError, RoseSyncError, Unreachable, WarehouseFull
 from worker.logs import redact, safe_url
+
+if TYPE_CHECKING:  # imported where used: a SQLite deployment never loads psycopg (issue 16)
+    import psycopg
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _READONLY = "rrsync_readonly"
@@ -242,6 +245,16 @@ def disk_full(engine: Engine, exc: BaseException, what: str) -> WarehouseFull:
         "enlarge its volume (on SQLite also check PRAGMA max_page_count), and the next run "
         "resumes from the last committed page"
     )
+
+
+def psycopg_connection(conn: sa.Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under ``conn`` (PostgreSQL only), for COPY and binary parameters,
+    which SQLAlchemy does not offer."""
+    import psycopg
+
+    dbapi = conn.connection.dbapi_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    return dbapi
 
 
 def is_postgres(bind: Engine | sa.Connection) -> bool:

@@ -49,7 +49,14 @@ from worker.source.records import Record
 from worker.source.resources import Column, Resource
 from worker.warehouse import quarantine
 from worker.warehouse.children import ChildWriter
-from worker.warehouse.db import disk_full, is_disk_full, is_postgres, reader, sqlstate
+from worker.warehouse.db import (
+    disk_full,
+    is_disk_full,
+    is_postgres,
+    psycopg_connection,
+    reader,
+    sqlstate,
+)
 from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
 from worker.warehouse.schema import resource_tables
@@ -380,13 +387,10 @@ class Loader:
             self._children.write(conn, rows)
 
     def _copy(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
-        dbapi = conn.connection.dbapi_connection
-        import psycopg  # here: a SQLite deployment never imports it (issue 16)
-        from psycopg.types.json import set_json_dumps
+        from psycopg.types.json import set_json_dumps  # here: SQLite never imports psycopg
 
-        assert isinstance(dbapi, psycopg.Connection)
         staged: set[str] = conn.connection.info.setdefault(_STAGES, set())
-        with dbapi.cursor() as cursor:
+        with psycopg_connection(conn).cursor() as cursor:
             if self._stage not in staged:
                 # Per connection; ON COMMIT DELETE ROWS empties it after every page. The stage
                 # compresses ``data`` as the table does (LZ4, see migrate.py), so the INSERT

@@ -37,7 +37,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from worker.clock import parse_timestamp
-from worker.source.records import Record, encode
+from worker.source.records import Record, encode, pick
 from worker.source.resources import Child, Column, ColumnType, Resource
 from worker.warehouse.schema import sqlite_timestamp
 
@@ -288,22 +288,15 @@ class _ChildReader:
         for n, (element, raw) in enumerate(zip(elements, texts, strict=True)):
             values = list(astuple(element))
             for i, convert in left:
-                value = values[i]
-                if value is not None:
-                    try:
-                        values[i] = convert(value)
-                    except ValueError:
-                        values[i] = None
+                values[i] = _converted(convert, values[i])
             rows.append((*key, n, *values, data(raw)))
         return rows
 
     def _slow(self, key: tuple[str, str], position: int, element: Any, data: Any) -> ChildRow:
-        values = []
-        for path, convert in zip(self._paths, self._converters, strict=True):
-            value = element
-            for part in path:
-                value = value.get(part) if isinstance(value, dict) else None
-            values.append(_converted(convert, value))
+        values = [
+            _converted(convert, pick(element, path, False))
+            for path, convert in zip(self._paths, self._converters, strict=True)
+        ]
         return (*key, position, *values, data)
 
 
