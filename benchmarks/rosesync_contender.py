@@ -1,8 +1,9 @@
 """The rosesync contender: a full sync of each resource through the real code path.
 
 ``python -m benchmarks.rosesync_contender --resources orders,customers``. Settings come from the
-environment exactly as in production (DATABASE_URL, ROSEROCKET_*, TOKEN_KEY_FILE; every other
-setting at its default: SYNC_CONCURRENCY and SYNC_MAX_CONCURRENCY, page size), and the credential is
+environment exactly as in production (DATABASE_URL, ROSEROCKET_*, TOKEN_KEY_FILE, and the
+SYNC_PAGE_SIZE the simulator's profile serves; every other setting at its default: SYNC_CONCURRENCY
+and SYNC_MAX_CONCURRENCY), and the credential is
 the one the harness bootstrapped into the database beforehand. No ``.env`` is read: a developer's
 local settings must not change the figures.
 
