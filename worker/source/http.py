@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -34,11 +35,51 @@ from config.settings import Settings
 from worker import __version__
 from worker.errors import RateLimited, RefreshBlocked, ServerError, TransientError, Unreachable
 
+if TYPE_CHECKING:  # the stubs' name for what merge_environment_settings returns
+    from requests.sessions import _Settings
+
 USER_AGENT = f"rosesync/{__version__}"
 POOL_SIZE = 16
 
 _sessions: dict[int, requests.Session] = {}
 _sessions_lock = threading.Lock()
+
+
+class Session(requests.Session):
+    """A session that asks the environment about an origin once, not on every request.
+
+    requests reads the process environment on every call (``merge_environment_settings``:
+    HTTPS_PROXY/HTTP_PROXY/ALL_PROXY filtered through NO_PROXY, then REQUESTS_CA_BUNDLE and
+    CURL_CA_BUNDLE), about a sixth of its CPU per request on a fast sync (issue 16). Its answer
+    depends on the request's origin and on variables that do not change under a running
+    process, so this session keeps requests' own answer per origin, taken at the first request
+    to it, and operators keep every variable requests honours, with its exact meaning.
+
+    ``.netrc``, the other thing requests looks up per request, does not matter here: requests
+    consults it only for a request without ``auth=``, and every data API request carries
+    :class:`BearerAuth`; the few OAuth calls that do not keep requests' behaviour.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[str, _Settings] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if proxies or stream is not None or verify is not None or cert is not None:
+            # a caller's own settings: requests merges them as usual (rosesync passes none)
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url.decode() if isinstance(url, bytes) else str(url))
+        origin = f"{parts.scheme}://{parts.netloc}"
+        found = self._environment.get(origin)
+        if found is None:
+            # a race between two threads reads the environment twice, to the same effect
+            found = self._environment[origin] = super().merge_environment_settings(
+                origin + "/", {}, None, None, None
+            )
+        # a copy each time: send() is handed the proxies and may adjust them on a redirect
+        return {**found, "proxies": dict(found["proxies"])}
 
 
 def session() -> requests.Session:
@@ -47,7 +88,7 @@ def session() -> requests.Session:
     with _sessions_lock:
         current = _sessions.get(pid)
         if current is None:
-            current = requests.Session()
+            current = Session()
             current.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
             current.mount("http://", adapter)
