@@ -28,6 +28,7 @@ HEAVY = (
     "kombu",
     "msgspec",
     "psycopg",
+    "redis",
     "requests",
     "sqlalchemy",
     "tenacity",
