@@ -13,7 +13,8 @@ import email.utils
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -55,9 +56,10 @@ class Session(requests.Session):
     process, so this session keeps requests' own answer per origin, taken at the first request
     to it, and operators keep every variable requests honours, with its exact meaning.
 
-    ``.netrc``, the other thing requests looks up per request, does not matter here: requests
-    consults it only for a request without ``auth=``, and every data API request carries
-    :class:`BearerAuth`; the few OAuth calls that do not keep requests' behaviour.
+    ``.netrc``, the other thing requests looks up per request, is left as it is: requests
+    consults it only for a request without ``auth=``, and every data API request sends its
+    own Authorization (:class:`BearerAuth`), so no page pays for it; the few OAuth calls,
+    which carry their client credentials in the form, keep requests' behaviour.
     """
 
     def __init__(self) -> None:
@@ -67,7 +69,7 @@ class Session(requests.Session):
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> _Settings:
-        if proxies or stream is not None or verify is not None or cert is not None:
+        if proxies or verify is not None or cert is not None:
             # a caller's own settings: requests merges them as usual (rosesync passes none)
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url.decode() if isinstance(url, bytes) else str(url))
@@ -78,8 +80,13 @@ class Session(requests.Session):
             found = self._environment[origin] = super().merge_environment_settings(
                 origin + "/", {}, None, None, None
             )
-        # a copy each time: send() is handed the proxies and may adjust them on a redirect
-        return {**found, "proxies": dict(found["proxies"])}
+        # a copy each time: send() is handed the proxies and may adjust them on a redirect;
+        # ``stream`` is the caller's (fetch's), nothing the environment says
+        return {
+            **found,
+            "proxies": dict(found["proxies"]),
+            "stream": self.stream if stream is None else stream,
+        }
 
 
 def session() -> requests.Session:
@@ -168,19 +175,14 @@ def _unreachable_cause(exc: BaseException) -> str | None:
     return None
 
 
-def send(
-    method: str,
-    url: str,
-    what: str,
-    timeout: tuple[float, float],
-    setting: str | None = None,
-    **kwargs: object,
-) -> requests.Response:
-    """One request; connection-level failures become :class:`ServerError`, or
-    :class:`Unreachable` (naming ``setting``, the variable holding the address) when the
-    server cannot be reached at all."""
+@contextmanager
+def _connection_errors(
+    url: str, what: str, timeout: tuple[float, float], setting: str | None
+) -> Iterator[None]:
+    """Connection-level failures become :class:`ServerError`, or :class:`Unreachable` (naming
+    ``setting``, the variable holding the address) when the server cannot be reached at all."""
     try:
-        return session().request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        yield
     except requests.Timeout:
         raise ServerError(f"{what}: timed out after {timeout[1]:g} s") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -192,6 +194,36 @@ def send(
                 f"{what}: cannot connect to {parts.scheme}://{parts.netloc} ({cause}){check}"
             ) from None
         raise ServerError(f"{what}: connection failed ({exc.__class__.__name__})") from None
+
+
+def send(
+    method: str,
+    url: str,
+    what: str,
+    timeout: tuple[float, float],
+    setting: str | None = None,
+    **kwargs: object,
+) -> requests.Response:
+    """One request (see :func:`_connection_errors` for what its failures become)."""
+    with _connection_errors(url, what, timeout, setting):
+        return session().request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+
+
+def fetch(
+    method: str,
+    url: str,
+    what: str,
+    timeout: tuple[float, float],
+    setting: str | None = None,
+    **kwargs: Any,
+) -> tuple[requests.Response, bytes]:
+    """:func:`send`, and the body read in one piece (whatever the status: reading it to the end
+    hands the connection back to the pool). requests' ``content`` reads a body in 10 KB pieces,
+    each through urllib3's generators and its own: about a tenth of the client's CPU per
+    50-record page (issue 16). A body cut short fails as in :func:`send`."""
+    with _connection_errors(url, what, timeout, setting):
+        response = session().request(method, url, timeout=timeout, stream=True, **kwargs)
+        return response, b"".join(response.iter_content(chunk_size=None))
 
 
 def timeouts(read_seconds: float) -> tuple[float, float]:

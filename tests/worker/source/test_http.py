@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests.sessions
 
+from worker.errors import ServerError
 from worker.source import http
 
 ENVIRONMENT = (
@@ -25,21 +26,34 @@ ENVIRONMENT = (
 
 
 class Recorder:
-    """A loopback HTTP server that answers every GET with ``{}`` and records its request
-    target: a path when asked directly, the absolute URL when asked as a proxy."""
+    """A loopback HTTP/1.1 server that records each GET's request target (a path when asked
+    directly, the absolute URL when asked as a proxy) and the client port it came from. It
+    answers ``{}``; a path ending in ``/404`` a 404 with a 30 KB body (more than one of
+    requests' 10 KB reads), ``/cut`` a body shorter than its Content-Length."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
+        self.ports: list[int] = []
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, so that reuse of a connection shows
+
             def do_GET(self) -> None:  # the name http.server calls
                 recorder.targets.append(self.path)
-                self.send_response(200)
+                recorder.ports.append(self.client_address[1])
+                status, body, length = 200, b"{}", 2
+                if self.path.endswith("/404"):
+                    status, body = 404, b'{"message": "' + b"x" * 30_000 + b'"}'
+                    length = len(body)
+                elif self.path.endswith("/cut"):
+                    body, length = b'{"orders": [', 1000
+                    self.close_connection = True
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet."""
@@ -126,6 +140,7 @@ def test_the_environment_is_read_once_per_origin(
     monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
     for offset in range(5):
         get(f"{api.url}/api/v1/orders?offset={offset}")
+        http.fetch("GET", f"{api.url}/api/v1/orders?offset={offset}", "test", (5.0, 5.0))
     get(f"{proxy.url}/oauth/token")  # another origin: its own lookup
     assert looked_up == [f"{api.url}/", f"{proxy.url}/"]
 
@@ -143,3 +158,28 @@ def test_a_ca_bundle_in_the_environment_is_used(
         "https://api.example.test/api/v1/orders", {}, None, None, None
     )
     assert settings["verify"] == str(bundle)
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_fetch_reads_whole_bodies_and_reuses_the_connection(
+    servers: tuple[Recorder, Recorder],
+) -> None:
+    """The body of every answer, an error's too, is read to its end: that is what hands the
+    connection back to the pool (an unread one would leave it busy, and the next request
+    would open another)."""
+    api, _ = servers
+    bodies = [
+        http.fetch("GET", f"{api.url}/api/v1/{path}", "test", (5.0, 5.0))
+        for path in ("orders", "orders/404", "orders", "orders/404", "orders")
+    ]
+    assert [(r.status_code, len(body)) for r, body in bodies] == [
+        (200, 2), (404, 30_015), (200, 2), (404, 30_015), (200, 2)
+    ]  # fmt: skip
+    assert len(set(api.ports)) == 1
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_a_body_cut_short_is_a_server_error(servers: tuple[Recorder, Recorder]) -> None:
+    api, _ = servers
+    with pytest.raises(ServerError, match="connection failed"):
+        http.fetch("GET", f"{api.url}/api/v1/orders/cut", "test", (5.0, 5.0))
