@@ -28,6 +28,7 @@ HEAVY = (
     "kombu",
     "msgspec",
     "psycopg",
+    "redis",
     "requests",
     "sqlalchemy",
     "tenacity",
@@ -35,8 +36,8 @@ HEAVY = (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def loaded_after(statement: str, cwd: Path) -> set[str]:
-    """The HEAVY packages in sys.modules after ``statement`` runs in a new interpreter."""
+def loaded_after(statement: str, cwd: Path, watched: tuple[str, ...] = HEAVY) -> set[str]:
+    """The ``watched`` modules in sys.modules after ``statement`` runs in a new interpreter."""
     probe = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
     done = subprocess.run(
         [sys.executable, "-c", probe],
@@ -48,7 +49,7 @@ def loaded_after(statement: str, cwd: Path) -> set[str]:
         check=True,
     )
     modules = set(json.loads(done.stdout.splitlines()[-1]))
-    return {name for name in HEAVY if name in modules}
+    return {name for name in watched if name in modules}
 
 
 def test_the_cli_imports_no_heavy_package(tmp_path: Path) -> None:
@@ -83,3 +84,29 @@ def test_first_use_of_a_current_database_does_not_import_alembic(tmp_path: Path)
     create = f"from worker.warehouse import connect\nconnect({url!r})"
     assert "alembic" in loaded_after(create, tmp_path)  # the first time there is work to do
     assert "alembic" not in loaded_after(create, tmp_path)
+
+
+# SQLAlchemy's PostgreSQL dialect imports its asyncpg driver module and asyncio: about 20 ms
+# that a command on SQLite has no use for (worker/warehouse/schema.py, Json).
+POSTGRES_DIALECT = ("sqlalchemy.dialects.postgresql", "alembic")
+
+
+def test_commands_on_sqlite_do_not_load_the_postgresql_dialect(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"DATABASE_URL=sqlite:///{tmp_path / 'warehouse.db'}\n"
+        f"TOKEN_KEY_FILE={tmp_path / 'rrsync.key'}\n"
+    )
+    cli = "from worker.cli import main\ntry:\n    main({})\nexcept SystemExit:\n    pass"
+    assert loaded_after(cli.format(["db", "upgrade"]), tmp_path, POSTGRES_DIALECT)  # Alembic's
+    assert loaded_after(cli.format(["status"]), tmp_path, POSTGRES_DIALECT) == set()
+    # a sync's modules, its first connection, and the loader's statements for SQLite
+    sync = (
+        "import worker.sync.run\n"
+        "from config.settings import load_settings\n"
+        "from worker.warehouse import connect\n"
+        "from worker.warehouse.db import upsert\n"
+        "from worker.warehouse.schema import resource_tables\n"
+        "engine = connect(load_settings().warehouse_url)\n"
+        "upsert(engine)(resource_tables['orders']).compile(dialect=engine.dialect)"
+    )
+    assert loaded_after(sync, tmp_path, POSTGRES_DIALECT) == set()

@@ -210,11 +210,11 @@ class RoseRocketClient:
         in the same try is an :class:`Unauthorized` that tenacity may retry a bounded number of
         times, never a loop."""
         token = self.tokens.access_token()
-        response = self._send(url, params, token, what)
+        response, body = self._send(url, params, token, what)
         if response.status_code == 401:
             self.stats.add(unauthorized=1)
             token = self.tokens.refresh_after_401(token)
-            response = self._send(url, params, token, what)
+            response, body = self._send(url, params, token, what)
             if response.status_code == 401:
                 self.stats.add(unauthorized=1)
                 raise Unauthorized(
@@ -225,21 +225,21 @@ class RoseRocketClient:
             self.stats.add(rate_limited=1)
         http.raise_for_transient(response, what)
         if response.status_code == 404:
-            raise NotFound(f"{what}: HTTP 404: {_message(response)}")
+            raise NotFound(f"{what}: HTTP 404: {_message(response, body)}")
         if response.status_code >= 400:
-            raise ApiError(f"{what}: HTTP {response.status_code}: {_message(response)}")
-        return bytes(response.content)
+            raise ApiError(f"{what}: HTTP {response.status_code}: {_message(response, body)}")
+        return body
 
     def _send(
         self, url: str, params: dict[str, str | int], token: str, what: str
-    ) -> requests.Response:
+    ) -> tuple[requests.Response, bytes]:
         self.stats.add(requests=1)
         started = self.throttle.acquire()
         rate_limited_for: float | None = None
         try:
             # Last, right before the request: a token taken earlier could go out in a clump.
             self.budget.wait()
-            response = http.send(
+            response, body = http.fetch(
                 "GET",
                 url,
                 what,
@@ -251,17 +251,17 @@ class RoseRocketClient:
             if response.status_code == 429:
                 rate_limited_for = http.retry_after(response) or 1.0
                 self.budget.rate_limited(rate_limited_for)
-            return response
+            return response, body
         finally:
             self.throttle.release(started, rate_limited_for)
 
 
-def _message(response: requests.Response) -> str:
+def _message(response: requests.Response, content: bytes) -> str:
     """The API's error as one short line, from either envelope Rose Rocket uses: the v1
     description's ``{error_code, error_message}`` or the platform's ``{statusCode, message,
     error}`` (whose ``message`` is a list for a 400)."""
     try:
-        body = msgspec.json.decode(response.content)
+        body = msgspec.json.decode(content)
     except msgspec.DecodeError:
         body = None
     message: object = None

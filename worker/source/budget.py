@@ -26,12 +26,16 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-
-import redis
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
 from worker.errors import ServerError
 from worker.logs import safe_url
+
+# redis-py costs a sync about 35 ms of start-up (issue 16, target 2): imported by the one budget
+# that uses it, when API_RATE_LIMIT is set and the broker is Redis.
+if TYPE_CHECKING:
+    import redis
 
 CAPACITY = 1.0  # tokens a bucket holds: the burst above the limit in any one second
 MIN_FACTOR = 0.1  # a run of 429s never slows a bucket below a tenth of the limit
@@ -166,6 +170,8 @@ class RedisBudget(RateBudget):
         self._call(repr(retry_after))
 
     def _call(self, pause: str) -> float:
+        import redis
+
         arguments: list[str | float] = [
             self.rate,
             CAPACITY,
@@ -193,6 +199,8 @@ def _client(url: str) -> redis.Redis:
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
+            import redis
+
             client = _clients[key] = redis.Redis.from_url(url)
         return client
 

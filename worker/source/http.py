@@ -13,8 +13,10 @@ import email.utils
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -34,11 +36,57 @@ from config.settings import Settings
 from worker import __version__
 from worker.errors import RateLimited, RefreshBlocked, ServerError, TransientError, Unreachable
 
+if TYPE_CHECKING:  # the stubs' name for what merge_environment_settings returns
+    from requests.sessions import _Settings
+
 USER_AGENT = f"rosesync/{__version__}"
 POOL_SIZE = 16
 
 _sessions: dict[int, requests.Session] = {}
 _sessions_lock = threading.Lock()
+
+
+class Session(requests.Session):
+    """A session that asks the environment about an origin once, not on every request.
+
+    requests reads the process environment on every call (``merge_environment_settings``:
+    HTTPS_PROXY/HTTP_PROXY/ALL_PROXY filtered through NO_PROXY, then REQUESTS_CA_BUNDLE and
+    CURL_CA_BUNDLE), about a sixth of its CPU per request on a fast sync (issue 16). Its answer
+    depends on the request's origin and on variables that do not change under a running
+    process, so this session keeps requests' own answer per origin, taken at the first request
+    to it, and operators keep every variable requests honours, with its exact meaning.
+
+    ``.netrc``, the other thing requests looks up per request, is left as it is: requests
+    consults it only for a request without ``auth=``, and every data API request sends its
+    own Authorization (:class:`BearerAuth`), so no page pays for it; the few OAuth calls,
+    which carry their client credentials in the form, keep requests' behaviour.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[str, _Settings] = {}
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        if proxies or verify is not None or cert is not None:
+            # a caller's own settings: requests merges them as usual (rosesync passes none)
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url.decode() if isinstance(url, bytes) else str(url))
+        origin = f"{parts.scheme}://{parts.netloc}"
+        found = self._environment.get(origin)
+        if found is None:
+            # a race between two threads reads the environment twice, to the same effect
+            found = self._environment[origin] = super().merge_environment_settings(
+                origin + "/", {}, None, None, None
+            )
+        # a copy each time: send() is handed the proxies and may adjust them on a redirect;
+        # ``stream`` is the caller's (fetch's), nothing the environment says
+        return {
+            **found,
+            "proxies": dict(found["proxies"]),
+            "stream": self.stream if stream is None else stream,
+        }
 
 
 def session() -> requests.Session:
@@ -47,7 +95,7 @@ def session() -> requests.Session:
     with _sessions_lock:
         current = _sessions.get(pid)
         if current is None:
-            current = requests.Session()
+            current = Session()
             current.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
             current.mount("http://", adapter)
@@ -127,19 +175,14 @@ def _unreachable_cause(exc: BaseException) -> str | None:
     return None
 
 
-def send(
-    method: str,
-    url: str,
-    what: str,
-    timeout: tuple[float, float],
-    setting: str | None = None,
-    **kwargs: object,
-) -> requests.Response:
-    """One request; connection-level failures become :class:`ServerError`, or
-    :class:`Unreachable` (naming ``setting``, the variable holding the address) when the
-    server cannot be reached at all."""
+@contextmanager
+def _connection_errors(
+    url: str, what: str, timeout: tuple[float, float], setting: str | None
+) -> Iterator[None]:
+    """Connection-level failures become :class:`ServerError`, or :class:`Unreachable` (naming
+    ``setting``, the variable holding the address) when the server cannot be reached at all."""
     try:
-        return session().request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        yield
     except requests.Timeout:
         raise ServerError(f"{what}: timed out after {timeout[1]:g} s") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
@@ -151,6 +194,36 @@ def send(
                 f"{what}: cannot connect to {parts.scheme}://{parts.netloc} ({cause}){check}"
             ) from None
         raise ServerError(f"{what}: connection failed ({exc.__class__.__name__})") from None
+
+
+def send(
+    method: str,
+    url: str,
+    what: str,
+    timeout: tuple[float, float],
+    setting: str | None = None,
+    **kwargs: object,
+) -> requests.Response:
+    """One request (see :func:`_connection_errors` for what its failures become)."""
+    with _connection_errors(url, what, timeout, setting):
+        return session().request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+
+
+def fetch(
+    method: str,
+    url: str,
+    what: str,
+    timeout: tuple[float, float],
+    setting: str | None = None,
+    **kwargs: Any,
+) -> tuple[requests.Response, bytes]:
+    """:func:`send`, and the body read in one piece (whatever the status: reading it to the end
+    hands the connection back to the pool). requests' ``content`` reads a body in 10 KB pieces,
+    each through urllib3's generators and its own: about a tenth of the client's CPU per
+    50-record page (issue 16). A body cut short fails as in :func:`send`."""
+    with _connection_errors(url, what, timeout, setting):
+        response = session().request(method, url, timeout=timeout, stream=True, **kwargs)
+        return response, b"".join(response.iter_content(chunk_size=None))
 
 
 def timeouts(read_seconds: float) -> tuple[float, float]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine, make_url
 
 from worker.errors import ConfigError, RoseSyncError, Unreachable, WarehouseFull
@@ -276,7 +276,11 @@ def column_names(conn: sa.Connection, table: str) -> list[str]:
 def upsert(bind: Engine | sa.Connection) -> Callable[[sa.Table], Any]:
     """The dialect's ``insert`` that has ``on_conflict_do_update``: DuckDB speaks PostgreSQL's
     (its SQLAlchemy dialect derives from it), SQLite its own."""
-    return sqlite.insert if bind.dialect.name == "sqlite" else postgresql.insert
+    if bind.dialect.name == "sqlite":
+        return sqlite.insert
+    from sqlalchemy.dialects import postgresql  # not imported on SQLite (issue 16, target 2)
+
+    return postgresql.insert
 
 
 def greatest(bind: Engine | sa.Connection) -> Any:

@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
 from worker.clock import utcnow
@@ -56,6 +56,7 @@ from worker.warehouse.db import (
     psycopg_connection,
     reader,
     sqlstate,
+    upsert,
 )
 from worker.warehouse.rows import Poison, Row, RowBuilder
 from worker.warehouse.runs import add_progress, advance_cursor
@@ -187,7 +188,7 @@ class Loader:
         # In id order, so that two batches in flight (worker/sync/commits.py) that share ids
         # lock them in the same order and cannot deadlock. (One row per id: see _newest.)
         rows = sa.select(*(stage.c[n] for n in self._names)).order_by(stage.c.id)
-        insert = postgresql.insert(self.table).from_select(self._names, rows)
+        insert = upsert(self.engine)(self.table).from_select(self._names, rows)
         return str(self._on_conflict(insert).compile(dialect=self.engine.dialect))
 
     @property

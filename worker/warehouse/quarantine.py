@@ -15,14 +15,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from worker.logs import redact
 from worker.warehouse.db import reader, upsert
-from worker.warehouse.rows import Poison
 from worker.warehouse.schema import quarantine
+
+if TYPE_CHECKING:  # rows.py (msgspec, the row builders) is the loader's, not `rosesync status`'s
+    from worker.warehouse.rows import Poison
 
 MAX_RAW = 100_000  # characters of a record's text kept; a runaway record must not fill the disk
 
