@@ -26,12 +26,17 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# pytest-xdist runs the suite in TEST_WORKERS processes: its tests mostly wait (on subprocesses,
+# Celery workers, loopback HTTP, the databases), so more processes than CI's 2 cores pay
+# (DEVELOPERS.md, "What make test runs").
+TEST_WORKERS ?= 4
+
 # The whole suite, with a short slice of the soak/fault runs (make soak runs them all).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 soak: $(INSTALLED)
-	$(BIN)/pytest -q -m soak --soak
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m soak --soak
 
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks

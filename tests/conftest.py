@@ -7,9 +7,12 @@ so "down" is a real failure) and is skipped with the reason elsewhere.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -148,25 +151,80 @@ def api_profile(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def _acquire(attempt: Callable[[], Any], seconds: float, what: str) -> Any:
+    """``attempt()`` every 0.2 s until it returns something other than None; a failure naming
+    ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while (got := attempt()) is None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} for {seconds:g} s")
+        time.sleep(0.2)
+    return got
+
+
+# Redis has 16 numbered databases and no way to make more. A test claims one of 1..15 with a
+# key in database 0 set only if absent, so that no other test flushes it while it runs: not one
+# on another xdist worker, nor one of another suite running at the same time against the same
+# Redis (worktrees share the services). The claim expires on its own if the process dies; it
+# outlives any test, which pytest-timeout stops after 300 s.
+REDIS_DATABASES = range(1, 16)
+REDIS_CLAIM = "rosesync-test:redis-db:{}"  # the key, by index
+REDIS_CLAIM_SECONDS = 900
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database index of its own, flushed afterwards."""
+    """A Redis database index of its own for the test, flushed before and after."""
     require_service("Redis", REDIS_HOST, REDIS_PORT)
     import redis
 
-    index = 1 + uuid.uuid4().int % 15
+    claims = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
+    owner = f"{os.environ.get('PYTEST_XDIST_WORKER', 'pytest')} pid {os.getpid()}"  # for a human
+
+    def claim() -> int | None:
+        for index in REDIS_DATABASES:
+            if claims.set(REDIS_CLAIM.format(index), owner, nx=True, ex=REDIS_CLAIM_SECONDS):
+                return index
+        return None
+
+    index = _acquire(claim, 60, "every Redis database 1..15 stayed claimed")
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{index}"
     client = redis.Redis.from_url(url)
     client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+        claims.delete(REDIS_CLAIM.format(index))
+        claims.close()
+
+
+# RabbitMQ's default vhost is shared (a vhost per test would take an administrator: rabbitmqctl
+# or the management plugin), and with it Celery's default queue and its broadcast exchanges: two
+# tests on it at once would run each other's tasks. So a test on RabbitMQ holds this lock, which
+# every xdist worker and every suite on this machine (worktrees share the services) takes too.
+AMQP_LOCK = Path(tempfile.gettempdir()) / "rosesync-test-rabbitmq.lock"
 
 
 @pytest.fixture
-def amqp_url() -> str:
+def amqp_url() -> Iterator[str]:
+    """RabbitMQ's default vhost, for this test alone while it runs."""
     require_service("RabbitMQ", AMQP_HOST, AMQP_PORT)
-    return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}//"
+
+    with AMQP_LOCK.open("w") as lock:
+
+        def take() -> bool | None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            return True
+
+        # the tests on RabbitMQ take seconds each; pytest-timeout stops a test at 300 s
+        _acquire(take, 180, f"another test on RabbitMQ held {AMQP_LOCK}")
+        yield f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}//"
+    # closing the file released the lock (so does the process's death)
 
 
 @pytest.fixture

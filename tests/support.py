@@ -6,6 +6,7 @@ A module rather than conftest.py so that subprocess helpers can import it by nam
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import threading
@@ -33,9 +34,16 @@ from worker.warehouse.schema import child_tables, resource_tables
 
 def free_port() -> int:
     """A port to listen on later. Below Linux's ephemeral range (32768 and up), where the
-    kernel's own picks for outgoing connections would otherwise take it in the meantime."""
+    kernel's own picks for outgoing connections would otherwise take it in the meantime.
+
+    The port is free now, not when it is bound: under pytest-xdist each worker process draws
+    from a slice of the range of its own, so that two workers never pick the same port and race
+    to bind it (the bind check below only sees ports already bound)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    span = 12_000 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    low = 20_000 + worker * span
     while True:
-        port = random.randint(20_000, 32_000)
+        port = random.randint(low, low + span - 1)
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))

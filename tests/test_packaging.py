@@ -56,3 +56,10 @@ def test_ci_runs_the_readme_test_command() -> None:
     ]
     assert commands[-1] == "make test"
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_make_test_runs_the_suite_in_four_processes() -> None:
+    """About 1,200 s in one process on CI's 2 cores, 270 to 360 s in four (DEVELOPERS.md, "What
+    make test runs")."""
+    assert _dry_run("test").splitlines()[-1] == ".venv/bin/pytest -q -n 4"
+    assert _dry_run("soak").splitlines()[-1] == ".venv/bin/pytest -q -n 4 -m soak --soak"
