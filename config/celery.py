@@ -27,6 +27,7 @@ from celery.schedules import crontab
 from config.schedule import BEAT_LOOP_SECONDS, celery_schedule, period_seconds
 from config.settings import VAR, Settings, get_settings
 from worker.ops.presence import WorkerHeartbeat
+from worker.warehouse.broker import prepare
 from worker.warehouse.db import create_engine
 
 
@@ -98,6 +99,8 @@ def _ensure_sqlite_dir(url: str) -> None:
 def make_app(settings: Settings) -> Celery:
     for url in (settings.celery_broker_url, settings.result_backend):
         _ensure_sqlite_dir(url)
+    if settings.celery_broker_url.startswith("sqla+"):
+        prepare(settings.celery_broker_url)
     app = Celery("rosesync", broker=settings.celery_broker_url, backend=settings.result_backend)
     transport_options: dict[str, Any]
     if settings.celery_broker_url.startswith("sqla+"):

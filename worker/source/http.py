@@ -221,8 +221,8 @@ def fetch(
     hands the connection back to the pool). requests' ``content`` reads a body in 10 KB pieces,
     each through urllib3's generators and its own: about a tenth of the client's CPU per
     50-record page (issue 16). A body cut short fails as in :func:`send`."""
+    response = send(method, url, what, timeout, setting, stream=True, **kwargs)
     with _connection_errors(url, what, timeout, setting):
-        response = session().request(method, url, timeout=timeout, stream=True, **kwargs)
         return response, b"".join(response.iter_content(chunk_size=None))
 
 

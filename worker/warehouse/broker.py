@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from worker.warehouse.db import create_engine
+from worker.warehouse.db import create_engine, database_file
 
 
 def purge_delivered_messages(broker_url: str, older_than: timedelta) -> int:
@@ -41,3 +41,19 @@ def check_reachable(broker_url: str) -> None:
             conn.execute(sa.text("SELECT 1"))
     finally:
         engine.dispose()
+
+
+def prepare(broker_url: str) -> None:
+    """Create the embedded broker's database file, in WAL mode, before kombu first opens it.
+
+    rosesync's SQLite connections put a file in WAL mode (db.py), a switch that needs the file
+    to itself: made from outside while kombu was polling a file it had created in its own
+    default mode, it waited out the busy timeout and failed ("database is locked"; seen when a
+    worker started with plain `celery -A config.celery worker` created the file and `rosesync
+    sync --enqueue` came to it second). Every process that builds the Celery app comes here
+    first (config/celery.py), so the file is WAL from its creation and no switch is ever made
+    under kombu. An existing file is left as it is.
+    """
+    path = database_file(broker_url.removeprefix("sqla+"))
+    if path is not None and not path.exists():
+        check_reachable(broker_url)
