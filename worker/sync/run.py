@@ -397,6 +397,7 @@ class _Run:
                 self._rows,
                 depth,
                 lambda: self.client.throttle.limit,
+                BATCH_RECORDS // writers,
                 batch_pages,
             ) as batches:
                 for batch in batches:
@@ -552,6 +553,11 @@ Loaded = tuple[Chunk, list[Row]]  # a page, and its records already turned into 
 # touched B-tree pages into the WAL): pages are committed in batches of this many records, or of
 # whatever arrived within BATCH_SECONDS of the batch's first page, whichever comes first. So a
 # fast API gets few, large transactions, and a slow one still a commit every half second.
+# Counted across the writers: PostgreSQL's SYNC_WRITERS each take batches of BATCH_RECORDS /
+# SYNC_WRITERS, so the batches being written hold as many records together as SQLite's one
+# (a batch's rows, child rows and their JSON stay in memory while it is written: with child
+# tables, two PostgreSQL writers of 2,000 records peaked at 160 MB, of 1,000 at 130 MB, in the
+# same time; issue 16, target 5).
 BATCH_RECORDS = 2000
 BATCH_SECONDS = 0.5
 PARTS_PER_REQUEST = 2  # parts planned per request that may be in flight (see _Run._read)
@@ -571,10 +577,11 @@ def _fetching(
     prepare: Callable[[list[Record]], list[Row]],
     depth: int,
     wanted: Callable[[], int],
+    batch_records: int,
     batch_pages: int | None = None,
 ) -> Iterator[Iterator[list[Loaded]]]:
     """Read every part on its own thread; yields batches of the pages as they arrive, in this
-    thread (up to ``BATCH_RECORDS`` records, or what arrived within ``BATCH_SECONDS``).
+    thread (up to ``batch_records`` records, or what arrived within ``BATCH_SECONDS``).
 
     The fetchers also ``prepare`` the rows (decoding and building rows is the Python-heavy
     part; the writer's time goes to the database driver, which releases the GIL), so the two
@@ -654,7 +661,7 @@ def _fetching(
                     deadline = time.monotonic() + BATCH_SECONDS
                 batch.append(loaded)
                 size += len(loaded[1])
-                if size >= BATCH_RECORDS or len(batch) == batch_pages:
+                if size >= batch_records or len(batch) == batch_pages:
                     yield batch
                     batch, size = [], 0
         if batch:

@@ -450,6 +450,34 @@ def test_a_failed_batch_leaves_the_cursor_behind_it_with_two_writers(
         assert_matches_source(world, "orders")
 
 
+@pytest.mark.parametrize("writers", [1, 2, 4])
+def test_the_writers_share_one_batch_of_records(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writers: int
+) -> None:
+    """Issue 16, target 5: each of SYNC_WRITERS takes batches of BATCH_RECORDS / SYNC_WRITERS,
+    so the records held by the batches being written do not grow with the number of writers
+    (two writers of full batches with child tables peaked 30 MB above one)."""
+    from worker.warehouse.load import Loader
+
+    monkeypatch.setattr("worker.sync.run.BATCH_RECORDS", 100)
+    sizes: list[int] = []
+    real_commit = Loader.commit
+
+    def counting_commit(self: Loader, rows: Any, *args: Any, **kwargs: Any) -> None:
+        sizes.append(len(rows))
+        real_commit(self, rows, *args, **kwargs)
+
+    monkeypatch.setattr(Loader, "commit", counting_commit)
+    config = SimulatorConfig(records_by_resource=_only("orders", 500))
+    pages = {"SYNC_PAGE_SIZE": "25", "SYNC_WRITERS": str(writers)}
+    with make_world(postgres_url, tmp_path, config, **pages) as world:
+        assert sync(world, "orders", full=True).ok
+        assert_matches_source(world, "orders")
+    assert sum(sizes) == 500
+    # a batch closes at the page that fills it (pages hold up to 25 records)
+    assert max(sizes) < 100 // writers + 25
+
+
 def _drop_refusing_trigger(world: World) -> None:
     with world.engine.begin() as conn:
         conn.exec_driver_sql(
