@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.schedules import crontab
 
 from config.schedule import BEAT_LOOP_SECONDS, celery_schedule, period_seconds
@@ -99,8 +99,6 @@ def _ensure_sqlite_dir(url: str) -> None:
 def make_app(settings: Settings) -> Celery:
     for url in (settings.celery_broker_url, settings.result_backend):
         _ensure_sqlite_dir(url)
-    if settings.celery_broker_url.startswith("sqla+"):
-        prepare(settings.celery_broker_url)
     app = Celery("rosesync", broker=settings.celery_broker_url, backend=settings.result_backend)
     transport_options: dict[str, Any]
     if settings.celery_broker_url.startswith("sqla+"):
@@ -146,4 +144,14 @@ def make_app(settings: Settings) -> Celery:
     return app
 
 
+def _prepare_broker(sender: Any, **_: Any) -> None:
+    """The embedded broker's file, made in WAL mode before this worker's or beat's kombu opens
+    it (worker/warehouse/broker.py, prepare); `celery -A config.celery worker` comes here too."""
+    url = str(sender.app.conf.broker_url)
+    if url.startswith("sqla+"):
+        prepare(url)
+
+
+signals.worker_init.connect(_prepare_broker)
+signals.beat_init.connect(_prepare_broker)
 app = make_app(get_settings())

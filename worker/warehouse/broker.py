@@ -50,10 +50,18 @@ def prepare(broker_url: str) -> None:
     to itself: made from outside while kombu was polling a file it had created in its own
     default mode, it waited out the busy timeout and failed ("database is locked"; seen when a
     worker started with plain `celery -A config.celery worker` created the file and `rosesync
-    sync --enqueue` came to it second). Every process that builds the Celery app comes here
-    first (config/celery.py), so the file is WAL from its creation and no switch is ever made
-    under kombu. An existing file is left as it is.
+    sync --enqueue` came to it second). Every worker and beat comes here as it starts
+    (config/celery.py), and `rosesync sync --enqueue` checks the broker before it sends, so the
+    file is WAL from its creation and no switch is ever made under kombu. An existing file is
+    left as it is.
     """
     path = database_file(broker_url.removeprefix("sqla+"))
-    if path is not None and not path.exists():
+    if path is None or path.exists():
+        return
+    try:
         check_reachable(broker_url)
+    except sa.exc.OperationalError as exc:
+        # SQLite refuses the switch at once while another connection makes the same file (a
+        # worker and its beat starting together): that process comes here too and switches it.
+        if "locked" not in str(exc.orig):
+            raise

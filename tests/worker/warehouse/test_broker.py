@@ -8,8 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+import pytest
+from celery import Celery, signals
+from celery.utils.dispatch import Signal
+
 from config.celery import make_app
 from config.settings import Settings
+from worker.warehouse import broker
 from worker.warehouse.broker import check_reachable, prepare
 
 
@@ -29,14 +34,40 @@ def polling(path: Path) -> Iterator[None]:
         conn.execute("COMMIT")
 
 
-def test_the_celery_app_creates_the_broker_file_in_wal_mode(
-    make_settings: Callable[..., Settings], tmp_path: Path
+class Starting:
+    """The sender of worker_init (the worker) or beat_init (the beat service): it has the app."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+
+@pytest.mark.parametrize("started", [signals.worker_init, signals.beat_init])
+def test_a_starting_worker_or_beat_creates_the_broker_file_in_wal_mode(
+    make_settings: Callable[..., Settings], tmp_path: Path, started: Signal
 ) -> None:
-    """The path of every process that uses the broker, `celery -A config.celery worker`
-    included: the file kombu will open is WAL from its creation."""
+    """What `celery -A config.celery worker` (or beat) does before its kombu opens the file:
+    the file is WAL from its creation."""
     settings = make_settings(CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'queue.db'}")
-    make_app(settings)
+    app = make_app(settings)
+    assert not (tmp_path / "queue.db").exists()  # importing the app creates nothing
+    started.send(sender=Starting(app))
     assert journal_mode(tmp_path / "queue.db") == "wal"
+
+
+def test_a_process_that_finds_another_making_the_file_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker and its beat start together (and `make test`'s pytest processes did, at
+    collection, when importing the app made the file): one found no file, and by the time it
+    switches it to WAL the other holds it in its first write. SQLite refuses the switch at once
+    ("database is locked"); the process goes on, the other one switching it."""
+    path = tmp_path / "queue.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as making:
+        making.execute("BEGIN IMMEDIATE")  # the other process, making the file
+        # this one looked a moment before: no file yet
+        monkeypatch.setattr(broker, "database_file", lambda _url: tmp_path / "not-yet.db")
+        prepare(f"sqla+sqlite:///{path}")  # before the change: OperationalError at once
+        making.execute("COMMIT")
 
 
 def test_a_broker_check_does_not_wait_for_a_polling_worker(tmp_path: Path) -> None:
