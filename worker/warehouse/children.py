@@ -141,16 +141,20 @@ def insert(conn: sa.Connection, child: Child, table: sa.Table, rows: list[ChildR
     if dialect == "sqlite":
         conn.exec_driver_sql(f"{into} VALUES ({', '.join('?' * len(names))})", rows)
         return
-    payload = msgspec.json.encode(rows).decode()
     if dialect == "postgresql":
+        from psycopg.types.json import Jsonb  # here: SQLite never imports psycopg
+
         values = ", ".join(
             f"r -> {i}" if kind == "jsonb" else f"(r ->> {i})::{kind}"
             for i, kind in enumerate(postgres_types(child))
         )
-        statement = f"{into} SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r"  # noqa: S608
+        statement = f"{into} SELECT {values} FROM jsonb_array_elements(%s) AS r"  # noqa: S608
         with psycopg_connection(conn).cursor() as cursor:
-            cursor.execute(statement, (payload,))
+            # msgspec's bytes as they are: as text, psycopg would encode them again (about 0.1
+            # s of the client's CPU for a sync's 225,000 child rows)
+            cursor.execute(statement, (Jsonb(rows, dumps=msgspec.json.encode),))
     else:
+        payload = msgspec.json.encode(rows).decode()
         values = ", ".join(
             f"r -> '$[{i}]'" if kind == "JSON" else f"CAST(r ->> '$[{i}]' AS {kind})"
             for i, kind in enumerate(duckdb_types(child))
