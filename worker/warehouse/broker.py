@@ -7,6 +7,7 @@ interest (beat runs it hourly when the broker is ``sqla+...``).
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -63,5 +64,5 @@ def prepare(broker_url: str) -> None:
     except sa.exc.OperationalError as exc:
         # SQLite refuses the switch at once while another connection makes the same file (a
         # worker and its beat starting together): that process comes here too and switches it.
-        if "locked" not in str(exc.orig):
+        if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
             raise

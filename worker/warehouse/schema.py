@@ -58,7 +58,7 @@ class Json(sa.TypeDecorator[Any]):
             from sqlalchemy.dialects.postgresql import JSONB
 
             return dialect.type_descriptor(JSONB())
-        return dialect.type_descriptor(sa.JSON())
+        return super().load_dialect_impl(dialect)
 
 
 class DecimalText(sa.TypeDecorator[Decimal]):
