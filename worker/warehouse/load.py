@@ -8,17 +8,17 @@ The upsert never lets an older version overwrite a newer one (``updated_at`` dec
 with a CASE) but always stamps ``synced_at`` and clears ``deleted_at``: a full sync relies on
 ``synced_at`` to know which rows it saw, including ones it saw in an older version.
 
-Dialects differ only in how rows travel: SQLite gets one ``executemany`` of plain tuples on the
-DBAPI cursor (no per-row SQLAlchemy processing); PostgreSQL gets a binary ``COPY`` into a
-temporary staging table and one ``INSERT ... SELECT ... ON CONFLICT``. Measured on the benchmark
-machine (benchmarks/README.md): COPY beat psycopg's pipelined executemany of the same upsert
-(7,700 against 7,000 records/s on 50,000 orders), and binary COPY beat text COPY (10,300
-against 8,900 records/s on 70,000 records): the server no longer unescapes each 2 KB line nor
-parses the typed columns' text, and the client no longer escapes it. What is left is mostly
-PostgreSQL parsing the JSONB ``data``, which no format avoids. DuckDB (issue 14, item 5), whose
-``executemany`` runs one statement per row (about 500 records/s), gets each column bound as one
-list and one ``INSERT ... SELECT unnest(...) ... ON CONFLICT``: about 10,000 records/s of 2 KB
-orders on the benchmark machine.
+Dialects differ only in how rows travel: SQLite gets plain tuples on the DBAPI cursor (no
+per-row SQLAlchemy processing), 1,000 rows to a statement (db.SqliteRows); PostgreSQL gets a
+binary ``COPY`` into a temporary staging table and one ``INSERT ... SELECT ... ON CONFLICT``.
+Measured on the benchmark machine (benchmarks/README.md): COPY beat psycopg's pipelined
+executemany of the same upsert (7,700 against 7,000 records/s on 50,000 orders), and binary COPY
+beat text COPY (10,300 against 8,900 records/s on 70,000 records): the server no longer
+unescapes each 2 KB line nor parses the typed columns' text, and the client no longer escapes
+it. What is left is mostly PostgreSQL parsing the JSONB ``data``, which no format avoids.
+DuckDB (issue 14, item 5), whose ``executemany`` runs one statement per row (about 500
+records/s), gets each column bound as one list and one ``INSERT ... SELECT unnest(...) ... ON
+CONFLICT``: about 10,000 records/s of 2 KB orders on the benchmark machine.
 
 Poison records (issue 13, item 5) never stop a batch: those found while building rows arrive as
 :class:`~worker.warehouse.rows.Poison` and are quarantined (warehouse/quarantine.py) in the
@@ -50,6 +50,7 @@ from worker.source.resources import Column, Resource
 from worker.warehouse import quarantine
 from worker.warehouse.children import ChildWriter
 from worker.warehouse.db import (
+    SqliteRows,
     disk_full,
     is_disk_full,
     is_postgres,
@@ -133,11 +134,13 @@ class Loader:
         self._builder = RowBuilder(resource, self.postgres, org=org, native=native)
         self._names = self._builder.columns
         self._data = self._names.index("data")
+        sqlite = engine.dialect.name == "sqlite"
         self._statement = (
             self._sqlite_statement()
-            if engine.dialect.name == "sqlite"
+            if sqlite
             else self._newest_statement(self._duckdb_stage() if self.duckdb else self._pg_stage())
         )
+        self._sqlite = SqliteRows(self._statement, len(self._names)) if sqlite else None
         self._updated = self._names.index("updated_at")
         self._children = ChildWriter(resource, engine.dialect.name, org, self._names)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
@@ -380,8 +383,8 @@ class Loader:
         if self.duckdb:
             *columns, _ = (list(column) for column in zip(*rows, strict=True))
             conn.exec_driver_sql(self._statement, tuple(columns))
-        elif not self.postgres:
-            conn.exec_driver_sql(self._statement, [row[:-1] for row in rows])
+        elif self._sqlite is not None:
+            self._sqlite.write(conn, [row[:-1] for row in rows])
         else:
             self._copy(conn, rows)
         if self._children:
