@@ -25,6 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -34,8 +35,7 @@ from worker.errors import MalformedResponse
 from worker.source.resources import Resource
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True):
     """One record: its id, cursor and created values as sent, its typed columns' raw values
     (in ``resource.columns`` order, None when absent) and its JSON text.
 
@@ -48,6 +48,9 @@ class Record:
     order, and the loader quarantines it instead of upserting it. Without a problem, ``stamp``
     is ``updated`` read once, here, as an aware UTC datetime (what pagers compare and
     PostgreSQL stores), and ``updated`` the text it came from.
+
+    A msgspec Struct rather than a frozen dataclass, whose ``__init__`` sets each field through
+    ``object.__setattr__``: 0.1 us a record instead of 1.2 (issue 16).
     """
 
     id: str
@@ -129,6 +132,10 @@ class Decoder:
         ]
         lists = [child.path for child in resource.children]
         self._paths = [tuple(p.split(".")) for p in [*paths, *lists]]
+        # Every path of a record in one call into C (0.45 us a record, against 2.6 for
+        # ``pick`` path by path), for the usual record, whose objects along the paths are all
+        # there; one missing (null) on the way raises AttributeError and is read by ``pick``.
+        self._picked = attrgetter(*(".".join(p) for p in self._paths))
         self._columns = len(resource.columns)
         leaves = {**dict.fromkeys(paths, Any), **dict.fromkeys(lists, _LIST)}
         record = _struct(f"{resource.name}_record", _tree(leaves))
@@ -169,7 +176,7 @@ class Decoder:
     def record(self, raw: msgspec.Raw | bytes, where: str) -> Record:
         """Never raises for the record's own content: what cannot be stored is a ``problem``."""
         try:
-            text = bytes(raw).decode()
+            text = str(raw, "utf-8")
         except UnicodeDecodeError:
             text = bytes(raw).decode(errors="backslashreplace")
             return self._poison(text, "its text is not valid UTF-8")
@@ -184,9 +191,15 @@ class Decoder:
                 return self._poison(text, "it is not a JSON object")
         except (msgspec.DecodeError, RecursionError) as exc:  # e.g. a lone surrogate: \ud800
             return self._undecodable(text, exc)
-        record_id, updated, created, *values = (pick(fields, path, struct) for path in self._paths)
-        lists = values[self._columns :]
-        del values[self._columns :]
+        if struct:
+            try:
+                found = self._picked(fields)
+            except AttributeError:  # an object on the way to some path is null
+                found = self._pick_each(fields, struct)
+        else:
+            found = self._pick_each(fields, struct)
+        record_id, updated, created = found[:3]
+        end = 3 + self._columns
         if type(record_id) is not str and (record_id is None or isinstance(record_id, dict | list)):
             kind = "none" if record_id is None else "an object or array"
             return self._poison(text, f"its {self.resource.id_field!r} is {kind}")
@@ -194,13 +207,16 @@ class Decoder:
         return Record(
             id=record_id if type(record_id) is str else str(record_id),
             updated=updated if type(updated) is str else None,
-            values=tuple(values),
+            values=found[3:end],
             raw=text,
             created=created if type(created) is str else None,
             problem=problem,
             stamp=stamp,
-            lists=tuple(lists),
+            lists=found[end:],
         )
+
+    def _pick_each(self, fields: Any, struct: bool) -> tuple[Any, ...]:
+        return tuple(pick(fields, path, struct) for path in self._paths)
 
     def _stamp(self, updated: Any) -> tuple[datetime | None, str | None]:
         """The cursor field as a datetime, or why it is not a usable timestamp."""

@@ -42,6 +42,41 @@ def test_a_page_decodes_to_records_with_their_exact_text() -> None:
     assert record.raw.encode() == ORDER  # byte for byte, escapes included
 
 
+@pytest.mark.parametrize(
+    "billing", [b'"billing":null,', b"", b'"billing":{},', b'"billing":{"currency":null},']
+)
+def test_an_object_null_or_missing_on_the_way_to_a_field_reads_as_none(billing: bytes) -> None:
+    """All of a record's fields are read in one call, which a null object on the way to one
+    of them interrupts: then each is read on its own, to the same values."""
+    body = (
+        b'{"id":"o-2","updated_at":"2024-03-05T14:22:11.123Z","customer":{"id":"c-1"},'
+        + billing
+        + b'"commodities":[{"weight":1}],"status":"booked"}'
+    )
+    record = ORDERS.record(body, "t")
+    values = dict(zip([c.name for c in REGISTRY["orders"].columns], record.values, strict=True))
+    assert (record.id, record.problem) == ("o-2", None)
+    assert (values["customer_id"], values["status"]) == ("c-1", "booked")
+    assert values["currency"] is values["total_amount"] is values["origin_city"] is None
+    children = [child.name for child in REGISTRY["orders"].children]
+    lists = dict(zip(children, record.lists, strict=True))
+    assert bytes(lists["commodities"]) == b'[{"weight":1}]'
+    assert lists["reference_numbers"] is None
+
+
+def test_a_record_with_every_object_there_reads_in_one_call_to_the_same_values() -> None:
+    full = ORDER.replace(b'"destination":null', b'"destination":{"city":"Dallas"}')
+    record = ORDERS.record(full, "t")
+    values = dict(zip([c.name for c in REGISTRY["orders"].columns], record.values, strict=True))
+    assert values["destination_city"] == "Dallas"
+    assert (values["origin_city"], values["customer_id"], values["currency"]) == (
+        "Laredo",
+        "c-9",
+        "USD",
+    )
+    assert record.lists == (None, None)  # no commodities nor reference numbers
+
+
 def test_an_odd_shape_is_read_the_slow_way_not_failed() -> None:
     odd = (
         b'{"id":7,"updated_at":"2024-01-01T00:00:00.000Z","origin":"Laredo, TX",'
