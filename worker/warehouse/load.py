@@ -142,7 +142,7 @@ class Loader:
         )
         self._sqlite = SqliteRows(self._statement, len(self._names)) if sqlite else None
         self._updated = self._names.index("updated_at")
-        self._children = ChildWriter(resource, engine.dialect.name, org, self._names)
+        self._children = ChildWriter(engine, resource, org, self._names)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
         # this run, the keys now quarantined (released when their record loads), and the new
         # ones this run set aside (what SYNC_MAX_QUARANTINE limits).

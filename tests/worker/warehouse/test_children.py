@@ -6,6 +6,7 @@ batch; the typed columns follow the parent's rules (worker/warehouse/rows.py).""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -42,12 +43,30 @@ def order(record_id: str, updated: str, commodities: Any, **fields: Any) -> dict
     }
 
 
-def load(engine: Engine, resource: str, *records: dict[str, Any]) -> None:
-    """One batch, one transaction, as a sync writes it."""
-    loader = Loader(engine, REGISTRY[resource], "default", run_id=0)
+def load(
+    engine: Engine, resource: str, *records: dict[str, Any], run: Loader | None = None
+) -> None:
+    """One batch, one transaction, as a sync writes it; of a run of its own, or of ``run``."""
+    loader = run or Loader(engine, REGISTRY[resource], "default", run_id=0)
     decoder = Decoder(REGISTRY[resource])
     decoded = [decoder.record(msgspec.json.encode(r), "test") for r in records]
     loader.commit(loader.rows(decoded), 1, lambda: None, {}, lambda _conn: None)
+
+
+def deleted_for(engine: Engine) -> list[list[str]]:
+    """From now on: the parents each DELETE of commodities named (SQLite and DuckDB, whose
+    statements go through SQLAlchemy; PostgreSQL's go to psycopg directly)."""
+    seen: list[list[str]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
+        if statement.startswith('DELETE FROM "rr_orders__commodities"'):
+            ids = parameters[-1]
+            seen.append(sorted(json.loads(ids) if isinstance(ids, str) else ids))
+
+    return seen
 
 
 def children(engine: Engine, resource: str, name: str) -> list[dict[str, Any]]:
@@ -76,6 +95,29 @@ def test_children_are_replaced_with_their_parent(engine: Engine) -> None:
     assert weights(engine) == [("a", 0, 9.0), ("b", 0, 1.5)]
     assert children(engine, "orders", "reference_numbers") == []
     assert_children_match(engine, "orders", "default")
+
+
+def test_a_first_sync_deletes_children_only_of_parents_it_wrote_before(engine: Engine) -> None:
+    """A run that began with no child rows stored for its org (a first full sync) writes a
+    parent's children without deleting first, until it writes that parent again."""
+    run = Loader(engine, REGISTRY["orders"], "default", run_id=0)
+    deletes = deleted_for(engine)
+    day1, day2 = "2024-01-02T00:00:00.000Z", "2024-01-03T00:00:00.000Z"
+    load(engine, "orders", order("a", day1, [{"weight": 1}, {"weight": 2}]), run=run)
+    load(engine, "orders", order("b", day1, [{"weight": 3}]), order("c", day1, []), run=run)
+    # "a" changed while the run read: its second version replaces the first one's children
+    again, new = order("a", day2, [{"weight": 9}]), order("d", day1, [{"weight": 4}])
+    load(engine, "orders", again, new, run=run)
+    assert weights(engine) == [("a", 0, 9.0), ("b", 0, 3.0), ("d", 0, 4.0)]
+    assert_children_match(engine, "orders", "default")
+    if engine.dialect.name != "postgresql":
+        assert deletes == [["a"]]
+    # the next run finds children stored: it deletes for every parent it writes
+    deletes.clear()
+    load(engine, "orders", order("e", day1, [{"weight": 5}]), order("b", day2, []))
+    assert weights(engine) == [("a", 0, 9.0), ("d", 0, 4.0), ("e", 0, 5.0)]
+    if engine.dialect.name != "postgresql":
+        assert deletes == [["b", "e"]]
 
 
 def test_a_stale_version_leaves_the_children_of_the_stored_one(engine: Engine) -> None:
