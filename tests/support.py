@@ -276,3 +276,19 @@ class Webhook:
     def __exit__(self, *_: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def inserts_run(engine: Engine, table: str) -> list[tuple[int, int]]:
+    """From now on, the INSERTs into ``table`` that reach the driver through SQLAlchemy: (rows
+    the statement holds, rows it runs for) each, one row run for many being ``executemany``."""
+    seen: list[tuple[int, int]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
+    ) -> None:
+        if statement.startswith(f"INSERT INTO {table} "):
+            holds = statement.count("(?")
+            seen.append((holds, len(parameters) if many else holds))
+
+    return seen

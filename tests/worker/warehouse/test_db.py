@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support import inserts_run
 from worker.warehouse.db import SqliteRows, create_engine
 
 UPSERT = (
@@ -28,22 +29,6 @@ def engine(sqlite_url: str) -> Iterator[Engine]:
     made.dispose()
 
 
-def _statements(engine: Engine) -> list[tuple[int, int]]:
-    """The INSERTs that reach the driver from now on: (rows a statement holds, rows it was
-    run for) each; one row run for many is ``executemany``."""
-    seen: list[tuple[int, int]] = []
-
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def _record(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
-    ) -> None:
-        if statement.startswith("INSERT"):
-            holds = statement.count("(?, ?, ?)")
-            seen.append((holds, len(parameters) if many else holds))
-
-    return seen
-
-
 def _stored(engine: Engine) -> dict[str, tuple[int, str | None]]:
     with engine.connect() as conn:
         return {k: (v, w) for k, v, w in conn.exec_driver_sql("SELECT k, v, w FROM t")}
@@ -54,7 +39,7 @@ def test_rows_go_in_statements_of_the_group_size_and_the_rest_at_once(
     engine: Engine, count: int
 ) -> None:
     rows = [(f"k{n}", n, f"w{n}") for n in range(count)]
-    seen = _statements(engine)
+    seen = inserts_run(engine, "t")
     with engine.begin() as conn:
         SqliteRows(UPSERT, 3, per_statement=3).write(conn, rows)
     assert _stored(engine) == {k: (v, w) for k, v, w in rows}
@@ -88,7 +73,7 @@ def test_a_statement_holds_no_more_parameters_than_sqlite_allows(sqlite_url: str
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, w TEXT)")
-        seen = _statements(engine)
+        seen = inserts_run(engine, "t")
         rows = [(f"k{n}", n, None) for n in range(5)]
         with engine.begin() as conn:
             SqliteRows(UPSERT, 3, per_statement=1000).write(conn, rows)

@@ -9,10 +9,9 @@ from typing import Any
 
 import msgspec
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.support import warehouse_rows
+from tests.support import inserts_run, warehouse_rows
 from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
 from worker.warehouse import connect
@@ -39,32 +38,21 @@ def _order(n: int, day: int) -> dict[str, Any]:
     }
 
 
-def _load(engine: Engine, records: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    """One batch, as a sync writes it; the upserts that reached the driver: (rows a statement
-    holds, rows it ran for) each."""
-    seen: list[tuple[int, int]] = []
-
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def _record(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool
-    ) -> None:
-        if statement.startswith("INSERT INTO rr_orders "):
-            holds = statement.count("VALUES (") + statement.count("), (")
-            seen.append((holds, len(parameters) if many else holds))
-
+def _load(engine: Engine, records: list[dict[str, Any]]) -> None:
+    """One batch, as a sync writes it."""
     decoder = Decoder(ORDERS)
     decoded = [decoder.record(msgspec.json.encode(r), "test") for r in records]
     loader = Loader(engine, ORDERS, "default", run_id=0)
     loader.commit(loader.rows(decoded), 1, lambda: None, {}, lambda _conn: None)
-    sa.event.remove(engine, "before_cursor_execute", _record)
-    return seen
 
 
 def test_a_batch_is_upserted_in_statements_of_many_rows_newer_wins_in_each(
     engine: Engine,
 ) -> None:
     group = SQLITE_ROWS_PER_STATEMENT
-    assert _load(engine, [_order(n, 10) for n in range(COUNT)]) == [
+    upserts = inserts_run(engine, "rr_orders")
+    _load(engine, [_order(n, 10) for n in range(COUNT)])
+    assert upserts == [
         (group, group),
         (group, group),
         (1, COUNT - 2 * group),
