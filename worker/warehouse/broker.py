@@ -35,8 +35,16 @@ def purge_delivered_messages(broker_url: str, older_than: timedelta) -> int:
 def check_reachable(broker_url: str) -> None:
     """Open and close one connection to the embedded broker's database (kombu's transport
     connects only when a message moves, and caches its engine for the life of the process,
-    which a process about to fork must not do: worker/cli/services.py)."""
-    engine = create_engine(broker_url.removeprefix("sqla+"), pooled=False)
+    which a process about to fork must not do: worker/cli/services.py). A SQLite file that is
+    missing is made as :func:`prepare` makes it; one that exists is opened as it is, never
+    switched to WAL: under a polling worker the switch waited out the 60 s busy timeout, then
+    failed ("database is locked"), for a file an older setup had made in rollback mode."""
+    prepare(broker_url)
+    _connect_once(broker_url, wal=False)
+
+
+def _connect_once(broker_url: str, wal: bool) -> None:
+    engine = create_engine(broker_url.removeprefix("sqla+"), pooled=False, wal=wal)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -60,7 +68,7 @@ def prepare(broker_url: str) -> None:
     if path is None or path.exists():
         return
     try:
-        check_reachable(broker_url)
+        _connect_once(broker_url, wal=True)
     except sa.exc.OperationalError as exc:
         # SQLite refuses the switch at once while another connection makes the same file (a
         # worker and its beat starting together): that process comes here too and switches it.

@@ -109,13 +109,16 @@ def connection_error(url: str, exc: sa.exc.DBAPIError | OSError) -> RoseSyncErro
     return ConfigError(f"DATABASE_URL: {where}: {cause}")
 
 
-def create_engine(url: str, pooled: bool = True) -> Engine:
+def create_engine(url: str, pooled: bool = True, wal: bool = True) -> Engine:
     """An engine for ``url``; for a SQLite or DuckDB file, its directory is created if missing.
 
     ``pooled=False`` closes every connection after use: for a thread of a process that forks
     (the Celery worker's heartbeat, before the embedded beat forks), since a SQLite connection
     carried across fork() breaks the file's locking ("locking protocol"). DuckDB's engine never
     pools (duck.py).
+
+    ``wal=False`` leaves a SQLite file's journal mode as it is: for the embedded broker's file,
+    which a worker may be polling (worker/warehouse/broker.py).
     """
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
@@ -148,7 +151,7 @@ def create_engine(url: str, pooled: bool = True) -> Engine:
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         **({} if pooled else {"poolclass": sa.pool.NullPool}),
     )
-    _tune_sqlite(engine)
+    _tune_sqlite(engine, wal)
     return engine
 
 
@@ -183,7 +186,7 @@ def schemas(conn: sa.Connection) -> tuple[str, str] | None:
     return placed if isinstance(placed, tuple) else None
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, wal: bool) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, see module doc
@@ -191,7 +194,8 @@ def _tune_sqlite(engine: Engine) -> None:
         # 16 KiB pages suit rows carrying a 2 KiB JSON record: fewer B-tree splits and WAL
         # frames per page of records (benchmarks/README.md). Only takes effect on a new file.
         cursor.execute("PRAGMA page_size=16384")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL is durable across application crashes in WAL mode; only a power cut can lose
         # the last commits, and then data and cursor are lost together, never apart.
         cursor.execute("PRAGMA synchronous=NORMAL")

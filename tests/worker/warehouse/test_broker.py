@@ -80,6 +80,23 @@ def test_a_broker_check_does_not_wait_for_a_polling_worker(tmp_path: Path) -> No
         check_reachable(url)  # before the change: OperationalError after 60 s
 
 
+def test_a_broker_check_leaves_a_rollback_mode_file_as_it_is_under_a_polling_worker(
+    tmp_path: Path,
+) -> None:
+    """A file an older setup made in SQLite's rollback mode: the check switched it to WAL, and
+    behind a polling worker waited out the 60 s busy timeout, then failed ("database is
+    locked"). It now opens the file as it is."""
+    path = tmp_path / "queue.db"
+    with polling(path):
+        check_reachable(f"sqla+sqlite:///{path}")  # before: OperationalError after 60 s
+    assert journal_mode(path) == "delete"
+
+
+def test_a_broker_check_makes_a_missing_file_in_wal_mode(tmp_path: Path) -> None:
+    check_reachable(f"sqla+sqlite:///{tmp_path / 'queue.db'}")
+    assert journal_mode(tmp_path / "queue.db") == "wal"
+
+
 def test_an_existing_broker_file_is_left_as_it_is(tmp_path: Path) -> None:
     """Not switched under a worker that may be polling it: another process made it."""
     path = tmp_path / "queue.db"
