@@ -134,13 +134,12 @@ class Loader:
         self._builder = RowBuilder(resource, self.postgres, org=org, native=native)
         self._names = self._builder.columns
         self._data = self._names.index("data")
-        sqlite = engine.dialect.name == "sqlite"
         self._statement = (
-            self._sqlite_statement()
-            if sqlite
-            else self._newest_statement(self._duckdb_stage() if self.duckdb else self._pg_stage())
+            self._newest_statement(self._duckdb_stage() if self.duckdb else self._pg_stage())
+            if native
+            else self._sqlite_statement()
         )
-        self._sqlite = SqliteRows(self._statement, len(self._names)) if sqlite else None
+        self._sqlite = None if native else SqliteRows(self._statement, len(self._names))
         self._updated = self._names.index("updated_at")
         self._children = ChildWriter(engine, resource, org, self._names)
         # Quarantine bookkeeping, shared by the writer threads: the keys quarantined before
