@@ -60,7 +60,7 @@ from worker.source.keyset import KeysetPager
 from worker.source.records import Page, Record
 from worker.source.resources import Resource
 from worker.source.sweep import SweepPager
-from worker.sync import strategy
+from worker.sync import collector, strategy
 from worker.sync.commits import Committer, Covered
 from worker.sync.lease import Lease
 from worker.sync.reconcile import reconcile, sweep_deletions
@@ -148,7 +148,8 @@ def sync_resource(
             )
             run.page_limit = 0 if full else page_limit
             try:
-                run.execute(cursor, full)
+                with collector.held_back():
+                    run.execute(cursor, full)
             except Interrupted as exc:
                 return SyncResult(run.finish("interrupted", str(exc)), exc)
             except RoseSyncError as exc:

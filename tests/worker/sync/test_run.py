@@ -4,6 +4,7 @@ the warehouse ends equal to the source under live changes, faults, crashes and b
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -36,6 +37,7 @@ from worker.simulator import RESOURCES, FaultRule, SimulatorConfig
 from worker.source.api import RoseRocketClient
 from worker.source.records import Decoder
 from worker.source.resources import REGISTRY
+from worker.sync.collector import RUN_THRESHOLD
 from worker.sync.run import SyncResult, sync_resource
 from worker.sync.strategy import probe_resources
 from worker.warehouse.credentials import read as read_credential
@@ -372,6 +374,21 @@ def test_interrupt_stops_at_a_page_boundary(world: World, monkeypatch: pytest.Mo
     assert 0 < len(warehouse_rows(world.engine, "orders")) <= pages[-1]
     assert sync(world, "orders").ok
     assert_matches_source(world, "orders")
+
+
+def test_a_run_writes_with_the_collector_held_back(world: World) -> None:
+    """worker/sync/collector.py, as a run's batches are written (issue 16)."""
+    thresholds: set[int] = set()
+
+    def progress(_name: str, _done: int, _total: int | None) -> None:
+        thresholds.add(gc.get_threshold()[0])
+
+    before = gc.get_threshold()
+    result = sync_resource(world.settings, world.engine, world.store, REGISTRY["orders"],
+                           full=True, progress=progress)
+    assert result.ok
+    assert thresholds == {RUN_THRESHOLD}
+    assert gc.get_threshold() == before
 
 
 @DUCKDB_DOCUMENTED
