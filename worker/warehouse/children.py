@@ -17,11 +17,13 @@ So the children always match the stored parent version, and a soft-deleted paren
 written by a batch) keeps them. The batch holds one version per parent (the loader keeps the
 newest of a record the batch read twice), so step 3 never inserts a position twice.
 
-Step 2 is skipped for a parent that cannot have children yet: when the run began with none
-stored for its org (a first full sync; checked under the run's lease, so no other run writes
-them meanwhile), only the parents this run has written before can have any. Deleting by key for
-every parent of every batch cost PostgreSQL's server about 1 s of a 5.8 s first sync of 70,000
-records, on the two cores it shares with the client (issue 16).
+Steps 1 and 2 are skipped for a parent this run has not written before, when the run began
+with nothing stored for its org, neither parents nor children (a first full sync; checked under
+the run's lease, so no other run writes them meanwhile): such a parent was not stored before
+the batch's upsert, so the upsert stored the batch's version, and it has no children yet.
+Deleting by key for every parent of every batch cost PostgreSQL's server about 1 s of a 5.8 s
+first sync of 70,000 records, on the two cores it shares with the client; asking SQLite for
+the stale parents of every batch, 0.2 s of its writer's time (issue 16).
 
 Why in Python, not derived in SQL from the stored JSON (the first version did that, measured
 in benchmarks/README.md): SQLite 3.40 has no binary JSON, so each parent's text was parsed
@@ -74,7 +76,9 @@ class ChildWriter:
         tables = dict(child_tables[resource.name])
         self._tables = [(child, tables[child]) for child in resource.children]
         self._written: bytearray | None = (
-            bytearray(_WRITTEN_BITS // 8) if self._tables and self._none_stored(engine) else None
+            bytearray(_WRITTEN_BITS // 8)
+            if self._tables and self._none_stored(engine, resource)
+            else None
         )
         self._written_lock = threading.Lock()  # PostgreSQL's writers share the bitmap
         parent = _quote(resource_tables[resource.name].name)
@@ -119,53 +123,53 @@ class ChildWriter:
     def __bool__(self) -> bool:
         return bool(self._tables)
 
-    def _none_stored(self, engine: Engine) -> bool:
+    def _none_stored(self, engine: Engine, resource: Resource) -> bool:
+        """Whether the org has no parent and no child row stored."""
+        parent = resource_tables[resource.name]
         with reader(engine).connect() as conn:
             return not any(
-                conn.execute(
-                    sa.select(table.c.parent_org).where(table.c.parent_org == self.org).limit(1)
-                ).first()
-                for _, table in self._tables
+                conn.execute(sa.select(org).where(org == self.org).limit(1)).first()
+                for org in (parent.c.org, *(table.c.parent_org for _, table in self._tables))
             )
 
-    def _maybe_with_children(self, kept: set[str]) -> list[str]:
-        """Of the parents the batch keeps, those that may have children stored: all of them,
-        unless the run began with none stored; then those this run has written before (which
-        it marks now: a batch rolled back later only costs a needless delete)."""
+    def _written_before(self, rows: Sequence[Row]) -> Sequence[Row]:
+        """Of the batch's parents, those that may have been stored before its upsert: all of
+        them, unless the run began with nothing stored; then those this run has written before
+        (it marks the others now: a batch rolled back later only costs a needless query)."""
         if self._written is None:
-            return list(kept)
-        written, maybe = self._written, []
+            return rows
+        written, before, at = self._written, [], self._id
         with self._written_lock:
-            for parent in kept:
-                bit = hash(parent) % _WRITTEN_BITS
+            for row in rows:
+                bit = hash(row[at]) % _WRITTEN_BITS
                 byte, mask = bit >> 3, 1 << (bit & 7)
                 if written[byte] & mask:
-                    maybe.append(parent)
+                    before.append(row)
                 else:
                     written[byte] |= mask
-        return maybe
+        return before
 
     def write(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
         """After the upsert of ``rows`` (one per parent), in the same transaction: the children
         of every parent now stored in the version the batch carried."""
-        kept = self._kept_ids(conn, rows)
-        if not kept:
-            return
-        ids = self._maybe_with_children(kept)
+        before = self._written_before(rows)
+        stale = set(self._stale_ids(conn, before)) if before else set()
+        ids = [row[self._id] for row in before if row[self._id] not in stale]
         for index, ((child, table), delete) in enumerate(
             zip(self._tables, self._deletes, strict=True)
         ):
             if ids:
                 self._execute(conn, delete, ids=ids)
-            found = [element for row in rows if row[self._id] in kept for element in row[-1][index]]
+            found = [
+                element for row in rows if row[self._id] not in stale for element in row[-1][index]
+            ]
             if found:
                 insert(conn, child, table, found)
 
-    def _kept_ids(self, conn: sa.Connection, rows: Sequence[Row]) -> set[str]:
+    def _stale_ids(self, conn: sa.Connection, rows: Sequence[Row]) -> list[str]:
         ids = [row[self._id] for row in rows]
         updated = [row[self._updated] for row in rows]
-        stale = self._execute(conn, self._stale, ids=ids, updated=updated)
-        return set(ids).difference(stale)
+        return self._execute(conn, self._stale, ids=ids, updated=updated)
 
     def _execute(self, conn: sa.Connection, statement: str, **lists: list[Any]) -> list[Any]:
         """``statement`` with the org and ``lists`` bound as this dialect binds a batch; the

@@ -69,6 +69,22 @@ def deleted_for(engine: Engine) -> list[list[str]]:
     return seen
 
 
+def asked_if_stale(engine: Engine) -> list[list[str]]:
+    """From now on: the parents each query for stale ones named (as :func:`deleted_for`)."""
+    seen: list[list[str]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
+        if "NOT EXISTS" in statement:  # SQLite: [[id, updated], ...]; DuckDB: the ids' list
+            ids = parameters[1]
+            pairs = json.loads(ids) if isinstance(ids, str) else zip(ids, ids, strict=True)
+            seen.append(sorted(k for k, _ in pairs))
+
+    return seen
+
+
 def children(engine: Engine, resource: str, name: str) -> list[dict[str, Any]]:
     table = dict((c.name, t) for c, t in child_tables[resource])[name]
     with engine.connect() as conn:
@@ -101,23 +117,39 @@ def test_a_first_sync_deletes_children_only_of_parents_it_wrote_before(engine: E
     """A run that began with no child rows stored for its org (a first full sync) writes a
     parent's children without deleting first, until it writes that parent again."""
     run = Loader(engine, REGISTRY["orders"], "default", run_id=0)
-    deletes = deleted_for(engine)
+    deletes, asked = deleted_for(engine), asked_if_stale(engine)
     day1, day2 = "2024-01-02T00:00:00.000Z", "2024-01-03T00:00:00.000Z"
     load(engine, "orders", order("a", day1, [{"weight": 1}, {"weight": 2}]), run=run)
     load(engine, "orders", order("b", day1, [{"weight": 3}]), order("c", day1, []), run=run)
     # "a" changed while the run read: its second version replaces the first one's children
     again, new = order("a", day2, [{"weight": 9}]), order("d", day1, [{"weight": 4}])
     load(engine, "orders", again, new, run=run)
+    # and its first version, read again by another part, leaves them alone
+    load(engine, "orders", order("a", day1, [{"weight": 1}]), run=run)
     assert weights(engine) == [("a", 0, 9.0), ("b", 0, 3.0), ("d", 0, 4.0)]
     assert_children_match(engine, "orders", "default")
     if engine.dialect.name != "postgresql":
         assert deletes == [["a"]]
-    # the next run finds children stored: it deletes for every parent it writes
+        assert asked == [["a"], ["a"]]
+    # the next run finds children stored: it asks and deletes for every parent it writes
     deletes.clear()
+    asked.clear()
     load(engine, "orders", order("e", day1, [{"weight": 5}]), order("b", day2, []))
     assert weights(engine) == [("a", 0, 9.0), ("d", 0, 4.0), ("e", 0, 5.0)]
     if engine.dialect.name != "postgresql":
         assert deletes == [["b", "e"]]
+        assert asked == [["b", "e"]]
+
+
+def test_a_run_that_began_with_parents_but_no_children_asks_which_are_stale(
+    engine: Engine,
+) -> None:
+    """Stored parents without child rows (their lists were empty) do not make a first sync:
+    a stored parent newer than the batch's version keeps its (lack of) children."""
+    load(engine, "orders", order("a", "2024-01-03T00:00:00.000Z", []))
+    load(engine, "orders", order("a", "2024-01-02T00:00:00.000Z", [{"weight": 1}]))
+    assert weights(engine) == []
+    assert_children_match(engine, "orders", "default")
 
 
 def test_a_stale_version_leaves_the_children_of_the_stored_one(engine: Engine) -> None:
