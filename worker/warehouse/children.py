@@ -59,14 +59,15 @@ def _quote(name: str) -> str:
 
 
 # The parents a run has written, as one bit each of a bitmap indexed by their id's hash: 1 MB
-# whatever the number of parents. Two ids sharing a bit only cost the second one a delete that
-# finds nothing (at 700,000 parents, about 8% of them); a written parent is never missed.
+# whatever the number of parents. Two ids sharing a bit only cost the second one a stale query
+# and a delete that find nothing (at 700,000 parents, about 8% of them); a written parent is
+# never missed.
 _WRITTEN_BITS = 1 << 23
 
 
 class ChildWriter:
     """Replaces the children of the parents a batch wrote, for one resource, org and dialect;
-    one per run, made under its lease (see the module doc on skipping the deletes)."""
+    one per run, made under its lease (see the module doc on skipping steps 1 and 2)."""
 
     def __init__(self, engine: Engine, resource: Resource, org: str, names: Sequence[str]) -> None:
         self.dialect = dialect = engine.dialect.name
@@ -75,13 +76,14 @@ class ChildWriter:
         self._updated = names.index("updated_at")
         tables = dict(child_tables[resource.name])
         self._tables = [(child, tables[child]) for child in resource.children]
+        parent_table = resource_tables[resource.name]
         self._written: bytearray | None = (
             bytearray(_WRITTEN_BITS // 8)
-            if self._tables and self._none_stored(engine, resource)
+            if self._tables and self._none_stored(engine, parent_table)
             else None
         )
         self._written_lock = threading.Lock()  # PostgreSQL's writers share the bitmap
-        parent = _quote(resource_tables[resource.name].name)
+        parent = _quote(parent_table.name)
         # The batch's parents whose stored version is no longer the batch's (a newer one was
         # kept): usually none, so SQLite steps no rows back, each of which costs its writer
         # the GIL again while the fetchers decode (a query of the kept ones, 2,000 rows a
@@ -123,9 +125,8 @@ class ChildWriter:
     def __bool__(self) -> bool:
         return bool(self._tables)
 
-    def _none_stored(self, engine: Engine, resource: Resource) -> bool:
+    def _none_stored(self, engine: Engine, parent: sa.Table) -> bool:
         """Whether the org has no parent and no child row stored."""
-        parent = resource_tables[resource.name]
         with reader(engine).connect() as conn:
             return not any(
                 conn.execute(sa.select(org).where(org == self.org).limit(1)).first()
